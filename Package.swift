@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Three floors: C system libraries at the bottom, `Shared` above them, and the
+// agent, the controller and `lanyardctl` on top. Agent and Controller never
+// import each other; `lanyardctl` sees only `Shared`.
+let package = Package(
+    name: "Lanyard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "lanyard-agent", targets: ["lanyard-agent"]),
+        .executable(name: "lanyard-controller", targets: ["lanyard-controller"]),
+        .executable(name: "lanyardctl", targets: ["lanyardctl"]),
+    ],
+    targets: [
+        // C libraries from Debian, through pkg-config.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        .target(name: "Shared", dependencies: ["COpenSSL", "CMosquitto"]),
+        .target(name: "Agent", dependencies: ["Shared"]),
+        .target(name: "Controller", dependencies: ["Shared", "CSQLite"]),
+
+        .executableTarget(name: "lanyard-agent", dependencies: ["Agent"]),
+        .executableTarget(name: "lanyard-controller", dependencies: ["Controller"]),
+        .executableTarget(name: "lanyardctl", dependencies: ["Shared"]),
+
+        .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "Shared", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Shared", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

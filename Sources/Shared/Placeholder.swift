@@ -1,0 +1,6 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+enum SharedPlaceholder {}

@@ -1,0 +1,1 @@
+print("lanyard-controller")

@@ -1,0 +1,2 @@
+import Testing
+@Test func placeholderSharedTests() { #expect(Bool(true)) }
