@@ -18,4 +18,49 @@
 #include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
 
+// ---- Wrappers for macros Swift cannot import (used by Sources/Shared/Crypto) ----
+
+static inline long lanyard_BIO_get_mem_data(BIO *bio, char **out) {
+    return BIO_get_mem_data(bio, out);
+}
+static inline void lanyard_OPENSSL_free(void *p) { OPENSSL_free(p); }
+
+// STACK_OF(X509)
+static inline STACK_OF(X509) *lanyard_sk_X509_new_null(void) { return sk_X509_new_null(); }
+static inline int lanyard_sk_X509_push(STACK_OF(X509) *sk, X509 *x) { return sk_X509_push(sk, x); }
+// Frees the stack only; the certificates stay owned by their Swift wrappers.
+static inline void lanyard_sk_X509_free(STACK_OF(X509) *sk) { sk_X509_free(sk); }
+
+// STACK_OF(X509_EXTENSION), as returned by X509_REQ_get_extensions.
+static inline int lanyard_sk_X509_EXTENSION_num(const STACK_OF(X509_EXTENSION) *sk) {
+    return sk_X509_EXTENSION_num(sk);
+}
+static inline void lanyard_sk_X509_EXTENSION_pop_free(STACK_OF(X509_EXTENSION) *sk) {
+    sk_X509_EXTENSION_pop_free(sk, X509_EXTENSION_free);
+}
+
+// GENERAL_NAMES (subjectAltName)
+static inline int lanyard_sk_GENERAL_NAME_num(const GENERAL_NAMES *sk) { return sk_GENERAL_NAME_num(sk); }
+static inline GENERAL_NAME *lanyard_sk_GENERAL_NAME_value(const GENERAL_NAMES *sk, int i) {
+    return sk_GENERAL_NAME_value(sk, i);
+}
+static inline int lanyard_sk_GENERAL_NAME_push(GENERAL_NAMES *sk, GENERAL_NAME *g) {
+    return sk_GENERAL_NAME_push(sk, g);
+}
+
+// EXTENDED_KEY_USAGE (STACK_OF(ASN1_OBJECT))
+static inline int lanyard_sk_ASN1_OBJECT_num(const EXTENDED_KEY_USAGE *sk) { return sk_ASN1_OBJECT_num(sk); }
+static inline ASN1_OBJECT *lanyard_sk_ASN1_OBJECT_value(const EXTENDED_KEY_USAGE *sk, int i) {
+    return sk_ASN1_OBJECT_value(sk, i);
+}
+static inline int lanyard_sk_ASN1_OBJECT_push(EXTENDED_KEY_USAGE *sk, ASN1_OBJECT *o) {
+    return sk_ASN1_OBJECT_push(sk, o);
+}
+
+// STACK_OF(X509_REVOKED), owned by its CRL.
+static inline int lanyard_sk_X509_REVOKED_num(const STACK_OF(X509_REVOKED) *sk) { return sk_X509_REVOKED_num(sk); }
+static inline X509_REVOKED *lanyard_sk_X509_REVOKED_value(const STACK_OF(X509_REVOKED) *sk, int i) {
+    return sk_X509_REVOKED_value(sk, i);
+}
+
 #endif

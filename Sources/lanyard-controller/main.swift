@@ -1,1 +1,65 @@
-print("lanyard-controller")
+import Controller
+import Foundation
+import Shared
+
+// Exit statuses scripts can rely on.
+let exitUsage: Int32 = 64, exitConfig: Int32 = 78, exitFailure: Int32 = 1
+
+let usage = """
+usage: lanyard-controller init --dir DIR --trust-domain NAME [--broker-port N] [--broker-name HOST]... [--class-ttl DURATION]
+       lanyard-controller run --config FILE
+       lanyard-controller --help
+
+  init   create the PKI (root CA, issuing CA, broker, controller and command-signer
+         certificates; P-256; keys 0600) and a controller.conf in DIR. Existing
+         files are kept: running it twice changes nothing.
+  run    connect to the broker, answer enrollment and renewal requests, serve
+         the admin API for lanyardctl, keep the CRL fresh. Stops on SIGTERM/SIGINT.
+"""
+
+func fail(_ message: String, _ status: Int32) -> Never {
+    FileHandle.standardError.write(Data("lanyard-controller: \(message)\n".utf8))
+    exit(status)
+}
+
+let argv = Array(CommandLine.arguments.dropFirst())
+guard let verb = argv.first, verb != "--help", verb != "-h", verb != "help" else {
+    print(usage)
+    exit(argv.isEmpty ? exitUsage : 0)
+}
+
+do {
+    switch verb {
+    case "init":
+        let args = try Arguments(argv.dropFirst(), valueOptions: ["dir", "trust-domain", "broker-port", "broker-name", "class-ttl"], flagOptions: ["help"])
+        if args.flag("help") { print(usage); exit(0) }
+        let dir = try args.required("dir")
+        let trustDomain = try args.required("trust-domain")
+        guard let port = Int(args.value("broker-port") ?? "8883"), (1...65535).contains(port) else { fail("--broker-port must be 1-65535", exitUsage) }
+        let ttl = args.value("class-ttl") ?? "24h"
+        guard ConfigReader.parseDuration(ttl) != nil else { fail("--class-ttl must be a duration such as 60s or 24h", exitUsage) }
+        try AtomicFile.makePrivateDirectory(dir)
+        let report = try PKIInitializer(layout: PKILayout(directory: "\(dir)/pki"), trustDomain: trustDomain, brokerNames: args.values("broker-name")).run()
+        report.forEach { print($0) }
+        let configPath = "\(dir)/controller.conf"
+        if FileManager.default.fileExists(atPath: configPath) {
+            print("kept    \(configPath)")
+        } else {
+            try AtomicFile.create(ControllerConfiguration.sample(trustDomain: trustDomain, brokerPort: port, classTTL: ttl), at: configPath, mode: 0o640)
+            print("created \(configPath)")
+        }
+    case "run":
+        let args = try Arguments(argv.dropFirst(), valueOptions: ["config"], flagOptions: ["help"])
+        if args.flag("help") { print(usage); exit(0) }
+        let configuration: ControllerConfiguration
+        do { configuration = try ControllerConfiguration.load(path: try args.required("config")) } catch let e as ConfigError { fail(e.description, exitConfig) }
+        let service = try ControllerService(configuration: configuration)
+        try await service.run()
+    default:
+        fail("unknown command '\(verb)'\n\(usage)", exitUsage)
+    }
+} catch let error as Arguments.UsageError {
+    fail("\(error.message)\n\(usage)", exitUsage)
+} catch {
+    fail("\(error)", exitFailure)
+}

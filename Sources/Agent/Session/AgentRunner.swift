@@ -1,0 +1,382 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Shared
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum AgentEvent: Sendable {
+    case mqtt(MQTTEvent)
+    /// The renewal timer fired; the number tells stale timers apart.
+    case renewDue(Int)
+    case stop(String)
+}
+
+/// `lanyard-agent run`: holds the device credential, renews it before it
+/// expires, reports state, and obeys signed commands. One task consumes one
+/// merged event stream, so the state below is never touched concurrently.
+package final class AgentRunner {
+    let configuration: AgentConfiguration
+    let store: CredentialStore
+    let log = Logger(component: "agent")
+    let trust: [Certificate]
+    let notifier = SystemdNotifier()
+    let stop: ShutdownSignal
+
+    var state: AgentState
+    var credential: Credential?
+    var client: MQTTClient?
+    var pending: PendingRenewal?
+    var renewalDeadline: Date?
+    var retryAttempt = 0
+    var timerGeneration = 0
+    var timer: Task<Void, Never>?
+    var continuation: AsyncStream<AgentEvent>.Continuation?
+    var rng = SystemRandomNumberGenerator()
+
+    struct PendingRenewal {
+        var request: RenewRequest
+        var key: PrivateKey
+    }
+
+    /// Exit statuses for systemd and scripts.
+    package enum Exit: Int32 {
+        case stopped = 0, failure = 1, enrollmentRefused = 3, configuration = 78
+    }
+
+    package init(configuration: AgentConfiguration, stop: ShutdownSignal) throws {
+        self.configuration = configuration
+        self.stop = stop
+        store = try CredentialStore(directory: configuration.stateDirectory, deviceID: configuration.deviceID)
+        let bundle = try AtomicFile.readText(configuration.trustBundle, limit: 1 << 20)
+        trust = try Certificate.chain(fromPEM: bundle)
+        state = AgentState.load(from: configuration.stateDirectory)
+    }
+
+    package func run() async throws -> Exit {
+        if state.state == "revoked" {
+            log.warning("this device's credential was revoked; waiting for an operator (re-enrollment)", ["device": configuration.deviceID.rawValue])
+            notifier.notify("READY=1\nSTATUS=revoked")
+            _ = await stop.wait()
+            return .stopped
+        }
+        let (recovered, repairs) = store.recover(trust: trust, now: Date())
+        for repair in repairs { log.warning("credential store repaired", ["what": repair]) }
+        credential = recovered
+        if credential == nil {
+            guard let tokenFile = configuration.tokenFile, let token = try? AtomicFile.readText(tokenFile, limit: 4096).trimmed(), !token.isEmpty else {
+                log.error("no usable credential and no enrollment token (set token_file)", ["state_dir": configuration.stateDirectory])
+                updateState { $0.state = "expired"; $0.lastError = "no credential and no enrollment token" }
+                return .enrollmentRefused
+            }
+            updateState { $0.state = "enrolling" }
+            do {
+                guard let enrolled = try await Enrollment(configuration: configuration, store: store, trust: trust, log: log).run(token: token, stop: stop) else {
+                    return .stopped
+                }
+                credential = enrolled
+                // A re-enrolled device ignores commands from before its enrollment.
+                updateState { $0.lastSeq = 0 }
+            } catch let failure as Enrollment.Failure {
+                log.error("enrollment refused", ["code": failure.error.code, "reason": failure.error.message])
+                updateState { $0.state = "expired"; $0.lastError = failure.error.description }
+                return .enrollmentRefused
+            }
+        }
+        return try await operate()
+    }
+
+    // MARK: operational session
+
+    private func operate() async throws -> Exit {
+        guard let credential else { return .failure }
+        let device = configuration.deviceID
+        var mqttConfig = MQTTConfiguration(host: configuration.brokerHost, port: configuration.operationalPort,
+                                           clientID: device.rawValue, caFile: configuration.trustBundle)
+        // Through the `current` symlink: libmosquitto re-reads these on every
+        // connect, so a swapped generation is picked up by a reconnect.
+        mqttConfig.certFile = store.certificatePath
+        mqttConfig.keyFile = store.keyPath
+        mqttConfig.keepAlive = configuration.keepAlive
+        mqttConfig.will = MQTTMessage(topic: Topics.state(device), payload: WireCodec.encode(DeviceStateReport(state: "offline", agentVersion: agentVersion)),
+                                      qos: 1, retain: true)
+        let client = try MQTTClient(mqttConfig, log: { [log] in log.debug($0) })
+        self.client = client
+        client.addSubscription(Topics.renewResponse(device), qos: 1)
+        client.addSubscription(Topics.command(device), qos: 1)
+
+        let (events, continuation) = AsyncStream.makeStream(of: AgentEvent.self)
+        self.continuation = continuation
+        let forward = Task { for await e in client.events { continuation.yield(.mqtt(e)) } }
+        let stopWatch = Task { [stop] in continuation.yield(.stop(await stop.wait())) }
+        defer {
+            forward.cancel()
+            stopWatch.cancel()
+            timer?.cancel()
+            continuation.finish()
+        }
+        updateState {
+            $0.state = "active"
+            $0.serial = credential.leaf.serialHex
+            $0.notAfter = Int64(credential.leaf.notAfter.timeIntervalSince1970)
+        }
+        scheduleRenewal()
+        client.start()
+        notifier.notify("READY=1\nSTATUS=active serial=\(credential.leaf.serialHex)")
+
+        for await event in events {
+            switch event {
+            case .stop(let signal):
+                log.notice("stopping", ["signal": signal])
+                publishState("offline")
+                client.stop()
+                return .stopped
+            case .renewDue(let generation):
+                guard generation == timerGeneration else { continue }
+                startRenewal(reason: "scheduled", campaign: nil)
+            case .mqtt(let mqttEvent):
+                if let exit = handle(mqttEvent) { return exit }
+            }
+        }
+        return .stopped
+    }
+
+    private func handle(_ event: MQTTEvent) -> Exit? {
+        switch event {
+        case .connected:
+            log.info("connected to the broker", ["serial": credential?.leaf.serialHex ?? "-"])
+            updateState { $0.connected = true }
+            publishState(state.state)
+            // A renewal that came due while offline goes now.
+            if let deadline = renewalDeadline, deadline <= Date(), pending == nil { startRenewal(reason: "scheduled", campaign: nil) }
+        case .connectionFailed(let why), .disconnected(let why):
+            log.warning("broker connection lost", ["reason": why])
+            updateState { $0.connected = false }
+            if let credential, credential.leaf.notAfter <= Date() {
+                updateState { $0.state = "expired"; $0.lastError = "certificate expired while offline" }
+            }
+        case .subscriptionRefused(let why):
+            log.error("subscription refused by the broker", ["reason": why])
+        case .message(let message):
+            if message.topic == Topics.renewResponse(configuration.deviceID) {
+                handleRenewReply(message.payload)
+            } else if message.topic == Topics.command(configuration.deviceID) {
+                return handleCommand(message.payload)
+            }
+        }
+        return nil
+    }
+
+    // MARK: renewal
+
+    func scheduleRenewal(after delay: Double? = nil) {
+        guard let credential else { return }
+        let deadline: Date
+        if let delay {
+            deadline = Date().addingTimeInterval(delay)
+        } else {
+            let issuedAt = Date(timeIntervalSince1970: TimeInterval(credential.metadata.issuedAt))
+            deadline = RenewalSchedule.deadline(issuedAt: issuedAt, notAfter: credential.leaf.notAfter,
+                                                fraction: credential.metadata.renewAt ?? configuration.renewAt,
+                                                jitter: configuration.renewJitter, using: &rng)
+            renewalDeadline = deadline
+        }
+        updateState { $0.nextRenewal = Int64(deadline.timeIntervalSince1970) }
+        timerGeneration += 1
+        let generation = timerGeneration
+        timer?.cancel()
+        let continuation = self.continuation
+        timer = Task {
+            // Sleep in slices of at most five minutes and look at the wall clock
+            // again, so a clock step forward or back moves the deadline with it.
+            while true {
+                let remaining = deadline.timeIntervalSinceNow
+                if remaining <= 0 { break }
+                do { try await Task.sleep(for: .seconds(min(remaining, 300))) } catch { return }
+            }
+            continuation?.yield(.renewDue(generation))
+        }
+    }
+
+    func startRenewal(reason: String, campaign: String?) {
+        guard let credential, let client else { return }
+        guard client.isConnected else {
+            log.info("renewal due while offline; will renew on reconnect")
+            return
+        }
+        do {
+            // A new key for every certificate: a stolen old key dies with its certificate.
+            let key = try PrivateKey.generateP256()
+            let csr = try CertificateSigningRequest.make(commonName: configuration.deviceID.rawValue, key: key)
+            let request = RenewRequest(requestId: makeRequestID(), csr: csr.pem, reason: reason, campaignId: campaign,
+                                       currentSerial: credential.leaf.serialHex)
+            pending = PendingRenewal(request: request, key: key)
+            try client.publish(topic: Topics.renewRequest(configuration.deviceID), payload: WireCodec.encode(request), qos: 1)
+            log.info("renewal requested", ["reason": reason, "request": request.requestId])
+            updateState { $0.state = "renewing" }
+            // No reply within the timeout: retry with backoff.
+            scheduleRenewal(after: configuration.requestTimeout.timeInterval)
+        } catch {
+            log.error("renewal request failed", ["error": "\(error)"])
+            retryLater()
+        }
+    }
+
+    private func retryLater() {
+        guard let credential else { return }
+        retryAttempt += 1
+        let delay = RenewalSchedule.retryDelay(attempt: retryAttempt, cap: configuration.maxRetryDelay.timeInterval,
+                                               remaining: credential.leaf.notAfter.timeIntervalSinceNow, using: &rng)
+        scheduleRenewal(after: delay)
+    }
+
+    private func handleRenewReply(_ payload: [UInt8]) {
+        guard let reply = try? WireCodec.decode(CertificateReply.self, from: payload) else {
+            log.warning("malformed renewal reply ignored")
+            return
+        }
+        guard let pending, reply.requestId == pending.request.requestId else {
+            // A duplicate or a reply to an abandoned request: installing it
+            // twice or out of order would be worse than ignoring it.
+            log.info("stale renewal reply ignored", ["request": String(reply.requestId.prefix(64))])
+            return
+        }
+        switch ReplyValidator.check(reply, pendingKey: pending.key, device: configuration.deviceID, trust: trust, now: Date()) {
+        case .issued(let chain):
+            do {
+                let now = Int64(Date().timeIntervalSince1970)
+                let meta = GenerationMetadata(issuedAt: reply.issuedAt ?? now, renewAt: reply.renewAt, receivedAt: now)
+                let installed = try store.install(key: pending.key, chain: chain, metadata: meta)
+                credential = installed
+                self.pending = nil
+                retryAttempt = 0
+                if let issuedAt = reply.issuedAt, abs(issuedAt - now) > 60 {
+                    log.warning("clock skew against the controller", ["skew_seconds": String(now - issuedAt)])
+                }
+                updateState {
+                    $0.state = "active"
+                    $0.serial = installed.leaf.serialHex
+                    $0.notAfter = Int64(installed.leaf.notAfter.timeIntervalSince1970)
+                    $0.renewals += 1
+                    $0.lastError = nil
+                }
+                log.notice("certificate renewed", ["serial": installed.leaf.serialHex, "not_after": installed.leaf.notAfter.formatted(.iso8601),
+                                                   "generation": String(installed.generation)])
+                notifier.notify("STATUS=active serial=\(installed.leaf.serialHex)")
+                scheduleRenewal()
+                // Reconnect so the broker session runs on the new certificate.
+                client?.reconnectNow()
+            } catch {
+                log.error("cannot install the new certificate; keeping the current one", ["error": "\(error)"])
+                retryLater()
+            }
+        case .refused(let error, let retryAfter):
+            log.warning("renewal refused", ["code": error.code, "reason": error.message])
+            updateState { $0.lastError = error.description }
+            self.pending = nil
+            if error.code == WireError.Code.revoked.rawValue {
+                revokeLocally(reason: "controller refused renewal: revoked")
+                return
+            }
+            if let retryAfter { scheduleRenewal(after: Double(retryAfter)) } else { retryLater() }
+        case .invalid(let why):
+            log.error("renewal reply rejected; nothing installed", ["reason": why])
+            updateState { $0.lastError = "renewal reply rejected: \(why)" }
+            self.pending = nil
+            retryLater()
+        }
+    }
+
+    // MARK: commands
+
+    private func handleCommand(_ payload: [UInt8]) -> Exit? {
+        guard let credential else { return nil }
+        let text = String(decoding: payload.prefix(32768), as: UTF8.self)
+        let domain = credential.leaf.uriSANs.lazy.compactMap(AgentRunner.trustDomain(ofDeviceURI:)).first ?? ""
+        let verifier = CommandVerifier(trustAnchors: trust, trustDomain: domain, device: configuration.deviceID)
+        switch verifier.verify(text, now: Date(), lastSeq: state.lastSeq) {
+        case .failure(let refusal):
+            log.warning("command refused", ["code": refusal.code, "reason": refusal.message])
+            ack(CommandAck(jti: refusal.jti, outcome: "refused", code: refusal.code, message: refusal.message))
+            return nil
+        case .success(let claims):
+            // Persist the sequence first: a crash must not let the same command run twice.
+            updateState { $0.lastSeq = claims.seq }
+            log.notice("command accepted", ["cmd": claims.cmd, "seq": String(claims.seq), "jti": claims.jti])
+            switch claims.cmd {
+            case "ping":
+                ack(CommandAck(jti: claims.jti, outcome: "done"))
+            case "rotate":
+                ack(CommandAck(jti: claims.jti, outcome: "done"))
+                let campaign = claims.args?["campaign"]
+                startRenewal(reason: campaign == nil ? "forced" : "campaign", campaign: campaign)
+            case "revoke":
+                ack(CommandAck(jti: claims.jti, outcome: "done"))
+                revokeLocally(reason: claims.args?["reason"] ?? "revoked by the controller")
+            default:
+                ack(CommandAck(jti: claims.jti, outcome: "refused", code: "not_supported", message: "\(claims.cmd) is not supported by this agent"))
+            }
+            return nil
+        }
+    }
+
+    /// spiffe://DOMAIN/device/ID → DOMAIN
+    static func trustDomain(ofDeviceURI uri: String) -> String? {
+        guard uri.hasPrefix("spiffe://") else { return nil }
+        let rest = uri.dropFirst("spiffe://".count)
+        guard let slash = rest.firstIndex(of: "/"), rest[slash...].hasPrefix("/device/") else { return nil }
+        return String(rest[..<slash])
+    }
+
+    /// Stops using the credential at once: erase keys, report, disconnect, and
+    /// stay alive in `revoked`.
+    private func revokeLocally(reason: String) {
+        log.warning("credential revoked; erasing keys", ["reason": reason])
+        timer?.cancel()
+        pending = nil
+        publishState("revoked")
+        // Give the ack and state a moment to leave before the connection closes.
+        usleepSeconds(0.5)
+        client?.stop()
+        store.eraseAll()
+        credential = nil
+        updateState {
+            $0.state = "revoked"
+            $0.serial = nil
+            $0.nextRenewal = nil
+            $0.connected = false
+            $0.lastError = "revoked: \(reason)"
+        }
+        notifier.notify("STATUS=revoked")
+    }
+
+    private func ack(_ ack: CommandAck) {
+        do { try client?.publish(topic: Topics.ack(configuration.deviceID), payload: WireCodec.encode(ack), qos: 1) } catch {
+            log.warning("ack not sent", ["error": "\(error)"])
+        }
+    }
+
+    private func publishState(_ name: String) {
+        guard let client, client.isConnected else { return }
+        let report = DeviceStateReport(state: name, serial: credential?.leaf.serialHex,
+                                       notAfter: credential.map { Int64($0.leaf.notAfter.timeIntervalSince1970) },
+                                       nextRenewal: state.nextRenewal, agentVersion: agentVersion, time: Int64(Date().timeIntervalSince1970))
+        try? client.publish(topic: Topics.state(configuration.deviceID), payload: WireCodec.encode(report), qos: 1, retain: true)
+    }
+
+    func updateState(_ change: (inout AgentState) -> Void) {
+        var next = state
+        change(&next)
+        next.updatedAt = Int64(Date().timeIntervalSince1970)
+        state = next
+        do { try next.save(to: configuration.stateDirectory) } catch { log.error("cannot save agent state", ["error": "\(error)"]) }
+    }
+}
+
+func usleepSeconds(_ seconds: Double) {
+    var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+    nanosleep(&ts, nil)
+}

@@ -1,0 +1,36 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Shared
+
+/// Checks a certificate reply before anything is written: it answers the
+/// pending request, the certificate is for the pending key and this device,
+/// chains to the trust bundle installed with the agent (never one sent in the
+/// reply), and is valid now.
+package enum ReplyValidator {
+    package enum Outcome {
+        case issued([Certificate])
+        case refused(WireError, retryAfter: Int?)
+        case invalid(String)
+    }
+
+    package static func check(_ reply: CertificateReply, pendingKey: PrivateKey, device: DeviceID, trust: [Certificate], now: Date) -> Outcome {
+        if reply.status != "issued" {
+            return .refused(reply.error ?? WireError(.internal, "error without detail"), retryAfter: reply.retryAfter)
+        }
+        guard let pem = reply.chain, let chain = try? Certificate.chain(fromPEM: pem), let leaf = chain.first else {
+            return .invalid("reply has no readable certificate chain")
+        }
+        guard leaf.publicKey == pendingKey.publicKey else { return .invalid("certificate is for another key") }
+        guard leaf.commonName == device.rawValue else { return .invalid("certificate is for \(leaf.commonName ?? "(no CN)")") }
+        guard leaf.uriSANs.contains(where: { $0.hasPrefix("spiffe://") && $0.hasSuffix("/device/\(device.rawValue)") }) else {
+            return .invalid("certificate lacks this device's SPIFFE id")
+        }
+        let verdict = ChainVerifier(trustAnchors: trust).verify(leaf, intermediates: Array(chain.dropFirst()), at: now,
+                                                                requiredEKU: ExtendedKeyUsage.clientAuth)
+        guard verdict.ok else { return .invalid("certificate does not verify against the trust bundle: \(verdict.reason ?? "?")") }
+        return .issued(chain)
+    }
+}

@@ -1,0 +1,74 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Shared
+
+/// `lanyard-agent status`: what the credential is doing, read from the state
+/// directory (works whether or not the agent runs).
+package struct StatusReport: Codable, Sendable {
+    package var device: String
+    package var state: String
+    package var serial: String?
+    package var notAfter: Int64?
+    package var secondsLeft: Int64?
+    package var nextRenewal: Int64?
+    package var lastError: String?
+    package var connected: Bool
+    package var renewals: Int
+    package var generations: [Int]
+    /// healthy, degraded (an error since the last success, or under 10 % of life left) or expired.
+    package var health: String
+
+    package static func read(_ configuration: AgentConfiguration, now: Date = Date()) -> StatusReport {
+        let state = AgentState.load(from: configuration.stateDirectory)
+        var serial = state.serial
+        var notAfter = state.notAfter
+        var generations: [Int] = []
+        if let store = try? CredentialStore(directory: configuration.stateDirectory, deviceID: configuration.deviceID) {
+            generations = store.generations()
+            if let pem = try? AtomicFile.readText(store.certificatePath), let leaf = try? Certificate(pem: pem) {
+                serial = leaf.serialHex
+                notAfter = Int64(leaf.notAfter.timeIntervalSince1970)
+            }
+        }
+        let t = Int64(now.timeIntervalSince1970)
+        let left = notAfter.map { $0 - t }
+        let health: String
+        if state.state == "revoked" || state.state == "expired" || (left ?? -1) <= 0 {
+            health = state.state == "revoked" ? "revoked" : "expired"
+        } else if state.lastError != nil {
+            health = "degraded"
+        } else {
+            health = "healthy"
+        }
+        return StatusReport(device: configuration.deviceID.rawValue, state: state.state, serial: serial, notAfter: notAfter, secondsLeft: left,
+                            nextRenewal: state.nextRenewal, lastError: state.lastError, connected: state.connected, renewals: state.renewals,
+                            generations: generations, health: health)
+    }
+
+    /// 0 healthy, 1 degraded, 2 expired or revoked.
+    package var exitStatus: Int32 {
+        switch health {
+        case "healthy": 0
+        case "degraded": 1
+        default: 2
+        }
+    }
+
+    package var text: String {
+        func time(_ t: Int64?) -> String { t.map { Date(timeIntervalSince1970: TimeInterval($0)).formatted(.iso8601) } ?? "-" }
+        return """
+        device        \(device)
+        state         \(state) (\(health))
+        serial        \(serial ?? "-")
+        not after     \(time(notAfter))\(secondsLeft.map { " (\($0) s left)" } ?? "")
+        next renewal  \(time(nextRenewal))
+        broker        \(connected ? "connected" : "not connected")
+        renewals      \(renewals)
+        generations   \(generations.isEmpty ? "-" : generations.map { "gen-\($0)" }.joined(separator: ", "))
+        last error    \(lastError ?? "-")
+        """
+    }
+}

@@ -1,0 +1,37 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Shared
+
+/// What the agent persists besides credentials (`agent-state.json`, 0600):
+/// the last accepted command sequence, the lifecycle state, and what
+/// `lanyard-agent status` shows.
+package struct AgentState: Codable, Sendable, Equatable {
+    /// `enrolling`, `active`, `renewing`, `revoked`, `expired`.
+    package var state: String = "enrolling"
+    /// Highest command `seq` accepted; anything not above it is a replay.
+    package var lastSeq: Int64 = 0
+    package var serial: String?
+    package var notAfter: Int64?
+    package var nextRenewal: Int64?
+    package var lastError: String?
+    package var connected: Bool = false
+    package var renewals: Int = 0
+    package var updatedAt: Int64 = 0
+
+    package init() {}
+
+    package static func path(in directory: String) -> String { "\(directory)/agent-state.json" }
+
+    package static func load(from directory: String) -> AgentState {
+        guard let bytes = try? AtomicFile.read(path(in: directory), limit: 65536),
+              let state = try? WireCodec.decode(AgentState.self, from: bytes, limit: 65536) else { return AgentState() }
+        return state
+    }
+
+    package func save(to directory: String) throws(FileError) {
+        try AtomicFile.write(WireCodec.encode(self), to: AgentState.path(in: directory), mode: 0o600)
+    }
+}

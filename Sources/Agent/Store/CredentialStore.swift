@@ -1,0 +1,177 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Shared
+
+/// A key and the chain issued for it, as one generation on disk.
+package struct Credential: Sendable {
+    package var generation: Int
+    package var key: PrivateKey
+    package var chain: [Certificate]
+    package var metadata: GenerationMetadata
+    package var leaf: Certificate { chain[0] }
+}
+
+/// What the controller said about a certificate besides the certificate.
+package struct GenerationMetadata: Codable, Sendable {
+    /// Controller time of issuance (Unix seconds): the lifetime starts here, not at the backdated notBefore.
+    package var issuedAt: Int64
+    package var renewAt: Double?
+    package var receivedAt: Int64
+}
+
+/// The credential store: generations `gen-N/{key.pem,chain.pem,meta.json}` in a
+/// 0700 directory and a `current` symlink switched with rename(2). A reader (the
+/// TLS stack re-reads `current/…` on every connect) sees the old pair or the
+/// new one, never a mix, and a crash at any point leaves a usable generation.
+package struct CredentialStore: Sendable {
+    package let directory: String
+    package let deviceID: DeviceID
+
+    package init(directory: String, deviceID: DeviceID) throws(FileError) {
+        self.directory = directory
+        self.deviceID = deviceID
+        try AtomicFile.makePrivateDirectory(directory)
+    }
+
+    package var currentLink: String { "\(directory)/current" }
+    package var certificatePath: String { "\(currentLink)/chain.pem" }
+    package var keyPath: String { "\(currentLink)/key.pem" }
+
+    private func generationDirectory(_ n: Int) -> String { "\(directory)/gen-\(n)" }
+
+    /// Generation numbers on disk, newest first.
+    package func generations() -> [Int] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        return names.compactMap { $0.hasPrefix("gen-") ? Int($0.dropFirst(4)) : nil }.sorted(by: >)
+    }
+
+    private func currentGeneration() -> Int? {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: currentLink), target.hasPrefix("gen-") else { return nil }
+        return Int(target.dropFirst(4))
+    }
+
+    /// Loads one generation and checks it: key matches the leaf, the leaf is
+    /// this device's and chains to the trust bundle at `now`.
+    package func load(_ n: Int, trust: [Certificate], now: Date) -> Result<Credential, FileError> {
+        let dir = generationDirectory(n)
+        do {
+            let key = try PrivateKey(pem: AtomicFile.readText("\(dir)/key.pem", limit: 16384))
+            let chain = try Certificate.chain(fromPEM: AtomicFile.readText("\(dir)/chain.pem", limit: 65536))
+            let meta = try WireCodec.decode(GenerationMetadata.self, from: AtomicFile.read("\(dir)/meta.json", limit: 4096))
+            guard chain[0].publicKey == key.publicKey else { return .failure(FileError(path: dir, message: "key does not match the certificate")) }
+            guard chain[0].commonName == deviceID.rawValue else { return .failure(FileError(path: dir, message: "certificate is not for \(deviceID)")) }
+            let check = ChainVerifier(trustAnchors: trust).verify(chain[0], intermediates: Array(chain.dropFirst()), at: now,
+                                                                  requiredEKU: ExtendedKeyUsage.clientAuth)
+            guard check.ok else { return .failure(FileError(path: dir, message: "certificate does not verify: \(check.reason ?? "?")")) }
+            return .success(Credential(generation: n, key: key, chain: chain, metadata: meta))
+        } catch let error as FileError {
+            return .failure(error)
+        } catch {
+            return .failure(FileError(path: dir, message: "unreadable: \(error)"))
+        }
+    }
+
+    /// Start-up recovery: use `current` if it is good, otherwise the newest
+    /// good generation (re-pointing `current`), and report every repair.
+    package func recover(trust: [Certificate], now: Date) -> (credential: Credential?, repairs: [String]) {
+        var repairs: [String] = []
+        // Leftovers of an interrupted install.
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: directory) {
+            for name in names where name.hasPrefix("tmp-gen-") || name.hasPrefix("current.tmp") {
+                removeTree("\(directory)/\(name)")
+                repairs.append("removed unfinished \(name)")
+            }
+        }
+        let current = currentGeneration()
+        if let current, case .success(let credential) = load(current, trust: trust, now: now) {
+            return (credential, repairs)
+        }
+        if let current { repairs.append("current generation gen-\(current) is unusable") }
+        else if FileManager.default.fileExists(atPath: directory + "/current") || (try? FileManager.default.destinationOfSymbolicLink(atPath: currentLink)) != nil {
+            repairs.append("current link points nowhere usable")
+        }
+        for n in generations() where n != current {
+            if case .success(let credential) = load(n, trust: trust, now: now) {
+                do {
+                    try point(to: n)
+                    repairs.append("switched current to gen-\(n)")
+                } catch {
+                    repairs.append("cannot switch current to gen-\(n): \(error)")
+                }
+                return (credential, repairs)
+            }
+        }
+        return (nil, repairs)
+    }
+
+    /// Writes a new generation and makes it current. The previous generation
+    /// stays on disk; older ones are erased.
+    package func install(key: PrivateKey, chain: [Certificate], metadata: GenerationMetadata) throws -> Credential {
+        let n = (generations().first ?? 0) + 1
+        let tmp = "\(directory)/tmp-gen-\(n)"
+        removeTree(tmp)
+        guard mkdir(tmp, 0o700) == 0 else { throw FileError.errno(tmp, "mkdir") }
+        try AtomicFile.write(key.pkcs8PEM(), to: "\(tmp)/key.pem", mode: 0o600)
+        try AtomicFile.write(Certificate.pem(of: chain), to: "\(tmp)/chain.pem", mode: 0o600)
+        try AtomicFile.write(WireCodec.encode(metadata), to: "\(tmp)/meta.json", mode: 0o600)
+        let final = generationDirectory(n)
+        guard rename(tmp, final) == 0 else { throw FileError.errno(final, "rename") }
+        try AtomicFile.syncDirectory(of: final)
+        try point(to: n)
+        pruneGenerations(keeping: 2)
+        return Credential(generation: n, key: key, chain: chain, metadata: metadata)
+    }
+
+    /// Atomically re-points `current` (symlink to a temp name, rename over).
+    private func point(to n: Int) throws(FileError) {
+        let tmp = "\(directory)/current.tmp"
+        unlink(tmp)
+        guard symlink("gen-\(n)", tmp) == 0 else { throw .errno(tmp, "symlink") }
+        guard rename(tmp, currentLink) == 0 else { throw .errno(currentLink, "rename") }
+        try AtomicFile.syncDirectory(of: currentLink)
+    }
+
+    /// Erases all but the newest `count` generations, wiping keys first.
+    package func pruneGenerations(keeping count: Int) {
+        for n in generations().dropFirst(count) { eraseGeneration(n) }
+    }
+
+    /// Erases every credential (revocation): keys are overwritten before unlink.
+    package func eraseAll() {
+        unlink(currentLink)
+        for n in generations() { eraseGeneration(n) }
+        _ = try? AtomicFile.syncDirectory(of: currentLink)
+    }
+
+    private func eraseGeneration(_ n: Int) {
+        let dir = generationDirectory(n)
+        wipe("\(dir)/key.pem")
+        removeTree(dir)
+    }
+
+    /// Overwrites a file with zeros and fsyncs before unlinking it, so the key
+    /// does not linger in the file's old blocks (best effort on flash/COW media).
+    private func wipe(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        if fd >= 0 {
+            var st = stat()
+            if fstat(fd, &st) == 0 && st.st_size > 0 {
+                let zeros = [UInt8](repeating: 0, count: Int(st.st_size))
+                _ = zeros.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+                fsync(fd)
+            }
+            close(fd)
+        }
+        unlink(path)
+    }
+
+    private func removeTree(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}

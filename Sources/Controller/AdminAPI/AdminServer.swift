@@ -1,0 +1,116 @@
+import Foundation
+import Shared
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The local admin API on a Unix socket (mode 0660). A caller is authorised
+/// by its uid (SO_PEERCRED): the controller's own uid, root, or one listed in
+/// `admin_uids`. Every call, refused ones included, reaches the audit trail
+/// through the handler or `onRefused`.
+package final class AdminServer: @unchecked Sendable {
+    // Only `listener` is shared between threads; it is set once before the
+    // accept thread starts and closed once in `stop()`.
+    private let path: String
+    private let allowedUIDs: Set<UInt32>
+    private let handler: @Sendable (AdminRequest, String) -> AdminResponse
+    private let onRefused: @Sendable (String) -> Void
+    private var listener: Int32 = -1
+    private let log: Logger
+
+    package init(path: String, allowedUIDs: [UInt32], log: Logger, onRefused: @escaping @Sendable (String) -> Void,
+                 handler: @escaping @Sendable (AdminRequest, String) -> AdminResponse) {
+        self.path = path
+        self.allowedUIDs = Set(allowedUIDs + [getuid(), 0])
+        self.handler = handler
+        self.onRefused = onRefused
+        self.log = log
+    }
+
+    package func start() throws {
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            // Only ever remove a stale socket, never some other file.
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw FileError(path: path, message: "exists and is not a socket") }
+            unlink(path)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw FileError.errno(path, "socket") }
+        var addr = try UnixSocket.makeAddress(path)
+        let old = umask(0o117)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        guard rc == 0 else { close(fd); throw FileError.errno(path, "bind") }
+        guard listen(fd, 64) == 0 else { close(fd); throw FileError.errno(path, "listen") }
+        listener = fd
+        let thread = Thread { [self] in acceptLoop(fd) }
+        thread.name = "admin-api"
+        thread.start()
+        log.info("admin API listening", ["socket": path])
+    }
+
+    package func stop() {
+        guard listener >= 0 else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        listener = -1
+        unlink(path)
+    }
+
+    private func acceptLoop(_ fd: Int32) {
+        while true {
+            let conn = accept(fd, nil, nil)
+            if conn < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // listener closed
+            }
+            serve(conn)
+        }
+    }
+
+    private func serve(_ conn: Int32) {
+        defer { close(conn) }
+        _ = fcntl(conn, F_SETFD, FD_CLOEXEC)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var cred = PeerCredentials()
+        var len = socklen_t(MemoryLayout<PeerCredentials>.size)
+        guard getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 else { return }
+        let actor = AdminServer.actorName(uid: cred.uid)
+        func respond(_ response: AdminResponse) {
+            var bytes = WireCodec.encode(response)
+            bytes.append(0x0A)
+            _ = UnixSocket.writeAll(conn, bytes)
+        }
+        guard allowedUIDs.contains(cred.uid) else {
+            onRefused(actor)
+            respond(AdminResponse(error: WireError(.unauthorized, "uid \(cred.uid) may not use the admin API")))
+            return
+        }
+        guard let line = UnixSocket.readLine(conn, limit: UnixSocket.maxRequestBytes) else {
+            respond(AdminResponse(error: WireError(.badRequest, "request larger than \(UnixSocket.maxRequestBytes) bytes")))
+            return
+        }
+        do {
+            let request = try WireCodec.decode(AdminRequest.self, from: line, limit: UnixSocket.maxRequestBytes)
+            respond(handler(request, actor))
+        } catch {
+            respond(AdminResponse(error: error))
+        }
+    }
+
+    /// `uid:1000(alice)`: the uid decides, the name helps the auditor.
+    static func actorName(uid: uid_t) -> String {
+        guard let pw = getpwuid(uid), let name = pw.pointee.pw_name else { return "uid:\(uid)" }
+        return "uid:\(uid)(\(String(cString: name)))"
+    }
+}
+
+/// `struct ucred` from <sys/socket.h>, which Glibc only exports under _GNU_SOURCE.
+struct PeerCredentials {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Shared
+
+/// Creates the controller's PKI: root CA, issuing CA, the broker's server
+/// certificate, the controller's MQTT client certificate and the command
+/// signer, all P-256 with keys 0600. Anything already on disk is kept, so a
+/// second run changes nothing; a missing piece is made from what exists.
+package struct PKIInitializer {
+    package var layout: PKILayout
+    package var trustDomain: String
+    /// Extra DNS names for the broker certificate (always has localhost, 127.0.0.1, ::1).
+    package var brokerNames: [String]
+    package var now: Date
+
+    package init(layout: PKILayout, trustDomain: String, brokerNames: [String] = [], now: Date = Date()) {
+        self.layout = layout
+        self.trustDomain = trustDomain
+        self.brokerNames = brokerNames
+        self.now = now
+    }
+
+    /// Trust domains follow SPIFFE: lowercase letters, digits, dots, dashes, underscores.
+    package static func isValidTrustDomain(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 255 && name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "." || $0 == "-" || $0 == "_" }
+    }
+
+    /// Returns one line per file: created or kept.
+    @discardableResult
+    package func run() throws -> [String] {
+        guard PKIInitializer.isValidTrustDomain(trustDomain) else {
+            throw WireError(.badRequest, "trust domain '\(trustDomain)' must use a-z, 0-9, '.', '-', '_'")
+        }
+        try AtomicFile.makePrivateDirectory(layout.directory)
+        var report: [String] = []
+        let year: TimeInterval = 365 * 86400
+        let backdated = now.addingTimeInterval(-300)
+
+        let root = try ensure(certificate: layout.rootCertificate, key: layout.rootKey, report: &report) { key in
+            var t = CertificateTemplate(commonName: "Lanyard Root CA (\(trustDomain))", serial: CertificateTemplate.randomSerial(),
+                                        notBefore: backdated, notAfter: now.addingTimeInterval(10 * year))
+            t.organization = "Lanyard"
+            t.isCA = true
+            t.pathLength = 1
+            t.keyUsage = [.keyCertSign, .cRLSign]
+            return try CertificateIssuer.sign(t, subjectKey: key.publicKey, issuer: nil, issuerKey: key)
+        }
+        let issuing = try ensure(certificate: layout.issuingCertificate, key: layout.issuingKey, report: &report) { key in
+            var t = CertificateTemplate(commonName: "Lanyard Issuing CA 1 (\(trustDomain))", serial: CertificateTemplate.randomSerial(),
+                                        notBefore: backdated, notAfter: now.addingTimeInterval(3 * year))
+            t.organization = "Lanyard"
+            t.isCA = true
+            t.pathLength = 0
+            t.keyUsage = [.keyCertSign, .cRLSign]
+            return try CertificateIssuer.sign(t, subjectKey: key.publicKey, issuer: root.cert, issuerKey: root.key)
+        }
+        if FileManager.default.fileExists(atPath: layout.bundle) {
+            report.append("kept    \(layout.bundle)")
+        } else {
+            try AtomicFile.write(Certificate.pem(of: [root.cert, issuing.cert]), to: layout.bundle, mode: 0o644)
+            report.append("created \(layout.bundle)")
+        }
+
+        func leaf(_ certPath: String, _ keyPath: String, cn: String, configure: (inout CertificateTemplate) -> Void) throws {
+            _ = try ensure(certificate: certPath, key: keyPath, chainWith: issuing.cert, report: &report) { key in
+                var t = CertificateTemplate(commonName: cn, serial: CertificateTemplate.randomSerial(),
+                                            notBefore: backdated, notAfter: now.addingTimeInterval(year))
+                t.keyUsage = [.digitalSignature]
+                configure(&t)
+                return try CertificateIssuer.sign(t, subjectKey: key.publicKey, issuer: issuing.cert, issuerKey: issuing.key)
+            }
+        }
+        try leaf(layout.brokerCertificate, layout.brokerKey, cn: "lanyard-broker") { t in
+            t.keyUsage = [.digitalSignature, .keyEncipherment]
+            t.extendedKeyUsages = [ExtendedKeyUsage.serverAuth]
+            t.dnsSANs = ["localhost"] + brokerNames
+            t.ipSANs = ["127.0.0.1", "::1"]
+        }
+        try leaf(layout.controllerCertificate, layout.controllerKey, cn: ServiceIdentity.controller) { t in
+            t.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
+            t.uriSANs = [ServiceIdentity.controllerURI(trustDomain: trustDomain)]
+        }
+        try leaf(layout.commandSignerCertificate, layout.commandSignerKey, cn: ServiceIdentity.commandSigner) { t in
+            t.extendedKeyUsages = [ExtendedKeyUsage.lanyardCommandSigning]
+            t.uriSANs = [ServiceIdentity.commandSignerURI(trustDomain: trustDomain)]
+        }
+        return report
+    }
+
+    /// Loads a certificate and key, or makes both when neither exists. Half a
+    /// pair on disk is an error: guessing would overwrite someone's key.
+    private func ensure(certificate certPath: String, key keyPath: String, chainWith issuer: Certificate? = nil,
+                        report: inout [String], make: (PrivateKey) throws -> Certificate) throws -> (cert: Certificate, key: PrivateKey) {
+        let fm = FileManager.default
+        switch (fm.fileExists(atPath: certPath), fm.fileExists(atPath: keyPath)) {
+        case (true, true):
+            report.append("kept    \(certPath)")
+            return (try Certificate(pem: AtomicFile.readText(certPath)), try PrivateKey(pem: AtomicFile.readText(keyPath)))
+        case (false, false):
+            let key = try PrivateKey.generateP256()
+            let cert = try make(key)
+            try AtomicFile.write(key.pkcs8PEM(), to: keyPath, mode: 0o600)
+            try AtomicFile.write(Certificate.pem(of: issuer.map { [cert, $0] } ?? [cert]), to: certPath, mode: 0o644)
+            report.append("created \(certPath)")
+            return (cert, key)
+        default:
+            throw WireError(.internal, "only one of \(certPath) and \(keyPath) exists; refusing to replace it")
+        }
+    }
+}

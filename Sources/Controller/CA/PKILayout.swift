@@ -1,0 +1,42 @@
+import Foundation
+import Shared
+
+/// File names of the controller's PKI directory, made by `lanyard-controller init`.
+package struct PKILayout: Sendable {
+    package var directory: String
+
+    package init(directory: String) { self.directory = directory }
+
+    package func path(_ name: String) -> String { "\(directory)/\(name)" }
+
+    package var rootCertificate: String { path("root-ca.pem") }
+    package var rootKey: String { path("root-ca.key") }
+    package var issuingCertificate: String { path("issuing-ca.pem") }
+    package var issuingKey: String { path("issuing-ca.key") }
+    /// Root and issuing CA: the broker's `cafile` and every device's trust bundle.
+    package var bundle: String { path("bundle.pem") }
+    package var brokerCertificate: String { path("broker.pem") }
+    package var brokerKey: String { path("broker.key") }
+    package var controllerCertificate: String { path("controller.pem") }
+    package var controllerKey: String { path("controller.key") }
+    package var commandSignerCertificate: String { path("command-signer.pem") }
+    package var commandSignerKey: String { path("command-signer.key") }
+}
+
+/// The issuing CA loaded from disk, with the bundle devices must trust.
+package struct IssuingAuthority: Sendable {
+    package var certificate: Certificate
+    package var key: PrivateKey
+    package var bundle: [Certificate]
+    package var bundlePEM: String
+
+    package static func load(_ layout: PKILayout) throws -> IssuingAuthority {
+        let cert = try Certificate(pem: AtomicFile.readText(layout.issuingCertificate))
+        let key = try PrivateKey(pem: AtomicFile.readText(layout.issuingKey))
+        guard key.publicKey == cert.publicKey else {
+            throw WireError(.internal, "\(layout.issuingKey) does not match \(layout.issuingCertificate)")
+        }
+        let bundlePEM = try AtomicFile.readText(layout.bundle)
+        return IssuingAuthority(certificate: cert, key: key, bundle: try Certificate.chain(fromPEM: bundlePEM), bundlePEM: bundlePEM)
+    }
+}

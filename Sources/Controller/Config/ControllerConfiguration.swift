@@ -1,0 +1,148 @@
+import Foundation
+import Shared
+
+/// Policy of a device class (`[class.NAME]` in the controller config).
+package struct DeviceClassPolicy: Sendable, Equatable {
+    package var name: String
+    package var ttl: Duration
+    package var maxTTL: Duration
+    /// Fraction of the lifetime after which devices renew.
+    package var renewAt: Double
+    package var requiredOwners: [OwnerRole]
+    /// Key algorithms accepted in CSRs (names as `KeyAlgorithm.name`).
+    package var keyAlgorithms: [String]
+    /// A renewal must use a new key.
+    package var rotateKeys: Bool
+}
+
+/// The controller's configuration file. Every option is documented in
+/// `deploy/controller/controller.conf`.
+package struct ControllerConfiguration: Sendable {
+    package var path: String
+    package var trustDomain: String
+    package var pkiDirectory: String
+    package var databasePath: String
+    package var adminSocket: String
+    /// Unix uids allowed to call the admin API besides the controller's own.
+    package var adminUIDs: [UInt32]
+    package var tokenTTL: Duration
+    /// How far notBefore is set into the past, for devices with a slow clock.
+    package var backdate: Duration
+    package var commandTTL: Duration
+
+    package var brokerHost: String
+    package var brokerPort: Int
+    package var crlFile: String
+    package var brokerPIDFile: String?
+    package var brokerReloadCommand: String?
+
+    package var crlValidity: Duration
+    package var crlRefreshBefore: Duration
+
+    package var classes: [String: DeviceClassPolicy]
+
+    package static func load(path: String) throws(ConfigError) -> ControllerConfiguration {
+        let file = try ConfigFile.load(path: path)
+        var r = ConfigReader(file)
+        let base = AtomicFile.parentDirectory(of: path)
+        func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(base)/\(p)" }
+
+        let trustDomain = try r.string("controller", "trust_domain")
+        guard PKIInitializer.isValidTrustDomain(trustDomain) else {
+            throw ConfigError(path: path, line: file.sections["controller"]?["trust_domain"]?.line, message: "trust_domain must use a-z, 0-9, '.', '-', '_'")
+        }
+        let pki = absolute(try r.string("controller", "pki_dir", default: "pki"))
+        let db = absolute(try r.string("controller", "database", default: "lanyard.db"))
+        let socket = absolute(try r.string("controller", "admin_socket", default: "admin.sock"))
+        var uids: [UInt32] = []
+        for text in r.list("controller", "admin_uids", default: []) {
+            guard let uid = UInt32(text) else {
+                throw ConfigError(path: path, line: file.sections["controller"]?["admin_uids"]?.line, message: "admin_uids: '\(text)' is not a uid")
+            }
+            uids.append(uid)
+        }
+        let tokenTTL = try r.duration("controller", "token_ttl", default: .seconds(86400), range: .seconds(60)...(.seconds(30 * 86400)))
+        let backdate = try r.duration("controller", "backdate", default: .seconds(300), range: .zero...(.seconds(86400)))
+        let commandTTL = try r.duration("controller", "command_ttl", default: .seconds(3600), range: .seconds(10)...(.seconds(7 * 86400)))
+
+        let host = try r.string("broker", "host", default: "127.0.0.1")
+        let port = try r.int("broker", "port", default: 8883, range: 1...65535)
+        let crl = absolute(try r.string("broker", "crl_file", default: "crl.pem"))
+        let pidFile = r.optionalString("broker", "pid_file").map(absolute)
+        let reload = r.optionalString("broker", "reload_command")
+
+        let crlValidity = try r.duration("crl", "validity", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
+        let crlRefresh = try r.duration("crl", "refresh_before", default: crlValidity / 2, range: .seconds(30)...crlValidity)
+
+        var classes: [String: DeviceClassPolicy] = [:]
+        for section in r.sections(withPrefix: "class.") {
+            let name = String(section.dropFirst("class.".count))
+            guard DeviceID.isWellFormed(name) else {
+                throw ConfigError(path: path, line: file.sectionLines[section], message: "class name '\(name)' must match [a-z0-9][a-z0-9.-]*")
+            }
+            let maxTTL = try r.duration(section, "max_ttl", default: .seconds(30 * 86400), range: .seconds(10)...(.seconds(825 * 86400)))
+            let ttl = try r.duration(section, "ttl", default: .seconds(86400), range: .seconds(10)...maxTTL)
+            let renewAt = try r.double(section, "renew_at", default: 2.0 / 3.0, range: 0.1...0.95)
+            var owners: [OwnerRole] = []
+            for role in r.list(section, "required_owners", default: OwnerRole.allCases.map(\.rawValue)) {
+                guard let owner = OwnerRole(rawValue: role) else {
+                    throw ConfigError(path: path, line: file.sections[section]?["required_owners"]?.line,
+                                      message: "unknown owner role '\(role)' (roles: \(OwnerRole.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                owners.append(owner)
+            }
+            let algorithms = r.list(section, "key_algorithms", default: ["P-256"])
+            let rotate = try r.bool(section, "rotate_keys", default: true)
+            classes[name] = DeviceClassPolicy(name: name, ttl: ttl, maxTTL: maxTTL, renewAt: renewAt, requiredOwners: owners,
+                                              keyAlgorithms: algorithms, rotateKeys: rotate)
+        }
+        if classes.isEmpty {
+            classes["default"] = DeviceClassPolicy(name: "default", ttl: .seconds(86400), maxTTL: .seconds(30 * 86400), renewAt: 2.0 / 3.0,
+                                                   requiredOwners: OwnerRole.allCases, keyAlgorithms: ["P-256"], rotateKeys: true)
+        }
+        try r.finish()
+        return ControllerConfiguration(
+            path: path, trustDomain: trustDomain, pkiDirectory: pki, databasePath: db, adminSocket: socket, adminUIDs: uids,
+            tokenTTL: tokenTTL, backdate: backdate, commandTTL: commandTTL, brokerHost: host, brokerPort: port, crlFile: crl,
+            brokerPIDFile: pidFile, brokerReloadCommand: reload, crlValidity: crlValidity, crlRefreshBefore: crlRefresh, classes: classes)
+    }
+
+    /// The configuration `init` writes next to the PKI.
+    package static func sample(trustDomain: String, brokerPort: Int, classTTL: String) -> String {
+        """
+        # Lanyard controller configuration (written by `lanyard-controller init`).
+        # Relative paths are relative to this file. See deploy/controller/controller.conf
+        # for every option.
+
+        [controller]
+        trust_domain = \(trustDomain)
+        pki_dir = pki
+        database = lanyard.db
+        admin_socket = admin.sock
+        token_ttl = 24h
+        backdate = 5m
+
+        [broker]
+        host = 127.0.0.1
+        port = \(brokerPort)
+        # The controller writes the CRL here; the broker's `crlfile` points at it.
+        crl_file = crl.pem
+        # The broker re-reads its crlfile on SIGHUP; give its pid file or a command.
+        # pid_file = /run/mosquitto/mosquitto.pid
+        # reload_command = systemctl reload mosquitto
+
+        [crl]
+        validity = 7d
+        refresh_before = 3d
+
+        [class.default]
+        ttl = \(classTTL)
+        max_ttl = 30d
+        renew_at = 0.66
+        required_owners = identity, secarch, ops, procurement, business
+        key_algorithms = P-256
+        rotate_keys = true
+
+        """
+    }
+}

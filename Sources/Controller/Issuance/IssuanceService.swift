@@ -1,0 +1,177 @@
+import Foundation
+import Shared
+
+/// Answers enrollment and renewal requests. The controller builds every
+/// extension itself (CN and SPIFFE URI = the device, CA:FALSE,
+/// digitalSignature, clientAuth); nothing is copied from the CSR. A repeated
+/// request (same request id, same key) gets the certificate already issued.
+package struct IssuanceService: Sendable {
+    package let store: Store
+    package let register: DeviceRegister
+    package let authority: IssuingAuthority
+    package let trustDomain: String
+    package let backdate: Duration
+    package let clock: @Sendable () -> Date
+
+    package init(store: Store, register: DeviceRegister, authority: IssuingAuthority, trustDomain: String, backdate: Duration,
+                 clock: @escaping @Sendable () -> Date) {
+        self.store = store
+        self.register = register
+        self.authority = authority
+        self.trustDomain = trustDomain
+        self.backdate = backdate
+        self.clock = clock
+    }
+
+    static let maxCSRBytes = 8192
+
+    /// Request ids are echoed in replies and stored: keep them short and plain.
+    static func isValidRequestID(_ id: String) -> Bool {
+        (8...64).contains(id.utf8.count) && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x2D }
+    }
+
+    // MARK: enrollment
+
+    package func enroll(_ request: EnrollRequest, topicDevice: DeviceID) -> CertificateReply {
+        do {
+            return try enrollOrThrow(request, topicDevice: topicDevice)
+        } catch let error as WireError {
+            audit("enroll", topicDevice, outcome: error.code, detail: error.message)
+            return .failure(request.requestId, error)
+        } catch {
+            audit("enroll", topicDevice, outcome: "internal", detail: "\(error)")
+            return .failure(request.requestId, WireError(.internal, "the controller could not issue a certificate"))
+        }
+    }
+
+    private func enrollOrThrow(_ request: EnrollRequest, topicDevice: DeviceID) throws -> CertificateReply {
+        guard request.deviceId == topicDevice else {
+            throw WireError(.identityMismatch, "request names \(request.deviceId) on \(topicDevice)'s topic")
+        }
+        let (policy, csr) = try checkDevice(topicDevice, request.requestId, request.csr, allowed: [.approved, .active])
+        if let existing = try previouslyIssued(topicDevice, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
+        let tokenHash = DeviceRegister.hashToken(request.token)
+        let now = clock()
+        return try store.transaction { db in
+            guard let token = try db.query("SELECT expires_at, used_at FROM enrollment_tokens WHERE token_hash = ? AND device_id = ?",
+                                            [.text(tokenHash), .text(topicDevice.rawValue)]).first else {
+                throw WireError(.badToken, "the enrollment token is not valid for \(topicDevice)")
+            }
+            guard token[1] == .null else { throw WireError(.tokenUsed, "the enrollment token was already used") }
+            guard (token[0].int ?? 0) > Int64(now.timeIntervalSince1970) else { throw WireError(.tokenExpired, "the enrollment token has expired") }
+            try db.query("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.int(Int64(now.timeIntervalSince1970)), .text(tokenHash)])
+            let reply = try issue(db, device: topicDevice, csr: csr, policy: policy, requestID: request.requestId, kind: "enroll", now: now)
+            try db.query("UPDATE devices SET state = 'active' WHERE id = ?", [.text(topicDevice.rawValue)])
+            try db.audit(time: now, actor: "device:\(topicDevice)", action: "enroll", target: topicDevice.rawValue, outcome: "ok",
+                         detail: "serial=\(reply.serial ?? "") agent=\(String(request.agentVersion.prefix(32)))")
+            return reply
+        }
+    }
+
+    // MARK: renewal
+
+    package func renew(_ request: RenewRequest, device: DeviceID) -> CertificateReply {
+        do {
+            let (policy, csr) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
+            if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
+            let now = clock()
+            return try store.transaction { db in
+                let reply = try issue(db, device: device, csr: csr, policy: policy, requestID: request.requestId, kind: "renew", now: now)
+                try db.audit(time: now, actor: "device:\(device)", action: "renew", target: device.rawValue, outcome: "ok",
+                             detail: "serial=\(reply.serial ?? "") previous=\(String(request.currentSerial.prefix(40))) reason=\(String(request.reason.prefix(16)))")
+                return reply
+            }
+        } catch let error as WireError {
+            audit("renew", device, outcome: error.code, detail: error.message)
+            return .failure(request.requestId, error)
+        } catch {
+            audit("renew", device, outcome: "internal", detail: "\(error)")
+            return .failure(request.requestId, WireError(.internal, "the controller could not issue a certificate"))
+        }
+    }
+
+    // MARK: shared checks
+
+    private func checkDevice(_ id: DeviceID, _ requestID: String, _ csrPEM: String, allowed: Set<DeviceState>) throws -> (DeviceClassPolicy, CertificateSigningRequest) {
+        guard IssuanceService.isValidRequestID(requestID) else { throw WireError(.badRequest, "requestId must be 8 to 64 letters, digits or dashes") }
+        let device: DeviceView
+        do { device = try register.show(id.rawValue) } catch let e as WireError where e.code == WireError.Code.notFound.rawValue {
+            throw WireError(.notRegistered, "device \(id) is not in the register")
+        }
+        let state = DeviceState(rawValue: device.state)
+        if state == .revoked { throw WireError(.revoked, "device \(id) is revoked") }
+        guard let state, allowed.contains(state) else {
+            throw WireError(state == .registered ? .notApproved : .invalidTransition, "device \(id) is \(device.state)")
+        }
+        guard device.missingOwners.isEmpty else {
+            throw WireError(.ownersMissing, "device \(id) has no owner for: \(device.missingOwners.joined(separator: ", "))")
+        }
+        guard let policy = register.classes[device.deviceClass] else {
+            throw WireError(.policyViolation, "device class \(device.deviceClass) is not configured")
+        }
+        guard csrPEM.utf8.count <= IssuanceService.maxCSRBytes else { throw WireError(.badCSR, "CSR larger than \(IssuanceService.maxCSRBytes) bytes") }
+        let csr: CertificateSigningRequest
+        do { csr = try CertificateSigningRequest(pem: csrPEM) } catch { throw WireError(.badCSR, "CSR does not parse") }
+        guard csr.verifySignature() else { throw WireError(.badCSR, "CSR signature does not verify") }
+        guard csr.commonName == id.rawValue else {
+            throw WireError(.identityMismatch, "CSR subject CN \(csr.commonName ?? "(none)") is not \(id)")
+        }
+        let algorithm = csr.publicKey.algorithm.name
+        guard policy.keyAlgorithms.contains(algorithm) else {
+            throw WireError(.keyTypeNotAllowed, "key \(algorithm) is not allowed for class \(policy.name) (allowed: \(policy.keyAlgorithms.joined(separator: ", ")))")
+        }
+        return (policy, csr)
+    }
+
+    /// The certificate already issued for this request id and key, if any; a
+    /// reused request id with a different key is refused.
+    private func previouslyIssued(_ id: DeviceID, requestID: String, key: PublicKey, policy: DeviceClassPolicy) throws -> CertificateReply? {
+        try store.withConnection { db in
+            guard let row = try db.query("""
+                SELECT key_fingerprint, chain_pem, serial, not_before, not_after, issued_at, revoked_at FROM certificates
+                WHERE device_id = ? AND request_id = ?
+                """, [.text(id.rawValue), .text(requestID)]).first else { return nil }
+            guard row[0].text == key.fingerprint else { throw WireError(.badRequest, "request id \(requestID) was used with another key") }
+            guard row[6] == .null else { throw WireError(.revoked, "that certificate was revoked") }
+            return CertificateReply(requestId: requestID, status: "issued", chain: row[1].text, trustBundle: authority.bundlePEM,
+                                    serial: row[2].text, notBefore: row[3].int, notAfter: row[4].int, issuedAt: row[5].int, renewAt: policy.renewAt)
+        }
+    }
+
+    private func issue(_ db: SQLiteConnection, device: DeviceID, csr: CertificateSigningRequest, policy: DeviceClassPolicy,
+                       requestID: String, kind: String, now: Date) throws -> CertificateReply {
+        let fingerprint = csr.publicKey.fingerprint
+        for owner in try db.query("SELECT DISTINCT device_id FROM certificates WHERE key_fingerprint = ?", [.text(fingerprint)]) {
+            if owner[0].text != device.rawValue {
+                throw WireError(.keyReused, "this public key is already bound to another device")
+            }
+            if policy.rotateKeys {
+                throw WireError(.keyReused, "class \(policy.name) requires a new key for every certificate")
+            }
+        }
+        var template = CertificateTemplate(commonName: device.rawValue, serial: CertificateTemplate.randomSerial(),
+                                           notBefore: now.addingTimeInterval(-backdate.timeInterval),
+                                           notAfter: now.addingTimeInterval(policy.ttl.timeInterval))
+        template.keyUsage = [.digitalSignature]
+        template.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
+        template.uriSANs = [device.spiffeID(trustDomain: trustDomain)]
+        let cert = try CertificateIssuer.sign(template, subjectKey: csr.publicKey, issuer: authority.certificate, issuerKey: authority.key)
+        let chain = Certificate.pem(of: [cert, authority.certificate])
+        let notBefore = Int64(cert.notBefore.timeIntervalSince1970)
+        let notAfter = Int64(cert.notAfter.timeIntervalSince1970)
+        let issuedAt = Int64(now.timeIntervalSince1970)
+        try db.query("""
+            INSERT INTO certificates(serial, device_id, kind, request_id, key_fingerprint, not_before, not_after, issued_at, chain_pem)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(cert.serialHex), .text(device.rawValue), .text(kind), .text(requestID), .text(fingerprint),
+                  .int(notBefore), .int(notAfter), .int(issuedAt), .text(chain)])
+        return CertificateReply(requestId: requestID, status: "issued", chain: chain, trustBundle: authority.bundlePEM, serial: cert.serialHex,
+                                notBefore: notBefore, notAfter: notAfter, issuedAt: issuedAt, renewAt: policy.renewAt)
+    }
+
+    private func audit(_ action: String, _ device: DeviceID, outcome: String, detail: String) {
+        try? store.withConnection { db in
+            try db.audit(time: clock(), actor: "device:\(device)", action: action, target: device.rawValue, outcome: outcome, detail: detail)
+        }
+    }
+}

@@ -1,0 +1,184 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The admin API between `lanyardctl` and the controller. Types live here so
+/// the CLI never reaches into controller internals.
+package enum AdminOperation: String, Codable, Sendable, CaseIterable {
+    case deviceAdd = "device.add"
+    case deviceApprove = "device.approve"
+    case deviceList = "device.list"
+    case deviceShow = "device.show"
+    case deviceRevoke = "device.revoke"
+    case status = "status"
+}
+
+package struct AdminRequest: Codable, Sendable {
+    package var v: Int = protocolVersion
+    package var op: AdminOperation
+    /// JSON of the operation's parameter struct.
+    package var params: Data
+
+    package init<P: Encodable>(_ op: AdminOperation, _ params: P) {
+        self.op = op
+        self.params = Data(WireCodec.encode(params))
+    }
+}
+
+package struct AdminResponse: Codable, Sendable {
+    package var ok: Bool
+    package var result: Data?
+    package var error: WireError?
+
+    package init(result: some Encodable) {
+        ok = true
+        self.result = Data(WireCodec.encode(result))
+    }
+
+    package init(error: WireError) {
+        ok = false
+        self.error = error
+    }
+}
+
+package struct Empty: Codable, Sendable { package init() {} }
+
+/// Owner roles a device class can require before a device may enroll.
+package enum OwnerRole: String, Codable, Sendable, CaseIterable {
+    case identity, secarch, ops, procurement, business
+}
+
+package struct DeviceAddParams: Codable, Sendable {
+    package var id: String
+    package var deviceClass: String
+    /// Role → owner name (a person or team).
+    package var owners: [String: String]
+    package init(id: String, deviceClass: String, owners: [String: String]) {
+        self.id = id
+        self.deviceClass = deviceClass
+        self.owners = owners
+    }
+}
+
+package struct DeviceRef: Codable, Sendable {
+    package var id: String
+    package init(id: String) { self.id = id }
+}
+
+package struct DeviceApproveParams: Codable, Sendable {
+    package var id: String
+    /// How long the enrollment token stays valid, in seconds.
+    package var tokenTTL: Int?
+    package init(id: String, tokenTTL: Int? = nil) {
+        self.id = id
+        self.tokenTTL = tokenTTL
+    }
+}
+
+package struct ApprovalResult: Codable, Sendable {
+    package var id: String
+    /// Shown once; the controller keeps only its SHA-256.
+    package var token: String
+    package var expiresAt: Int64
+    package init(id: String, token: String, expiresAt: Int64) {
+        self.id = id
+        self.token = token
+        self.expiresAt = expiresAt
+    }
+}
+
+package struct RevokeParams: Codable, Sendable {
+    package var id: String
+    /// RFC 5280 reason name, e.g. `keyCompromise`.
+    package var reason: String
+    package init(id: String, reason: String) {
+        self.id = id
+        self.reason = reason
+    }
+}
+
+package struct RevokeResult: Codable, Sendable {
+    package var id: String
+    package var revokedSerials: [String]
+    package var crlNumber: UInt64
+    package var brokerReloaded: Bool
+    package var commandSent: Bool
+    package init(id: String, revokedSerials: [String], crlNumber: UInt64, brokerReloaded: Bool, commandSent: Bool) {
+        self.id = id
+        self.revokedSerials = revokedSerials
+        self.crlNumber = crlNumber
+        self.brokerReloaded = brokerReloaded
+        self.commandSent = commandSent
+    }
+}
+
+package struct CertificateView: Codable, Sendable {
+    package var serial: String
+    package var notBefore: Int64
+    package var notAfter: Int64
+    package var issuedAt: Int64
+    /// `enroll` or `renew`.
+    package var kind: String
+    package var keyFingerprint: String
+    package var revokedAt: Int64?
+    package init(serial: String, notBefore: Int64, notAfter: Int64, issuedAt: Int64, kind: String, keyFingerprint: String, revokedAt: Int64?) {
+        self.serial = serial
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.issuedAt = issuedAt
+        self.kind = kind
+        self.keyFingerprint = keyFingerprint
+        self.revokedAt = revokedAt
+    }
+}
+
+package struct DeviceView: Codable, Sendable {
+    package var id: String
+    package var deviceClass: String
+    /// registered, approved, active, revoked.
+    package var state: String
+    package var owners: [String: String]
+    package var missingOwners: [String]
+    package var serial: String?
+    package var notAfter: Int64?
+    package var lastSeen: Int64?
+    /// What the device last reported on its state topic.
+    package var reportedState: String?
+    package var createdAt: Int64
+    package var revokedAt: Int64?
+    package var revocationReason: String?
+    package var certificates: [CertificateView]?
+
+    package init(id: String, deviceClass: String, state: String, owners: [String: String], missingOwners: [String], createdAt: Int64) {
+        self.id = id
+        self.deviceClass = deviceClass
+        self.state = state
+        self.owners = owners
+        self.missingOwners = missingOwners
+        self.createdAt = createdAt
+    }
+}
+
+package struct DeviceListResult: Codable, Sendable {
+    package var devices: [DeviceView]
+    package init(devices: [DeviceView]) { self.devices = devices }
+}
+
+package struct ControllerStatus: Codable, Sendable {
+    package var trustDomain: String
+    package var brokerConnected: Bool
+    package var devices: Int
+    package var crlNumber: UInt64
+    package var crlNextUpdate: Int64
+    package var issued: Int
+    package init(trustDomain: String, brokerConnected: Bool, devices: Int, crlNumber: UInt64, crlNextUpdate: Int64, issued: Int) {
+        self.trustDomain = trustDomain
+        self.brokerConnected = brokerConnected
+        self.devices = devices
+        self.crlNumber = crlNumber
+        self.crlNextUpdate = crlNextUpdate
+        self.issued = issued
+    }
+}

@@ -1,0 +1,105 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+internal import COpenSSL
+
+/// A PKCS#10 certificate signing request.
+package final class CertificateSigningRequest: @unchecked Sendable {
+    // @unchecked Sendable: `request` is set once in init and never mutated
+    // (only read through const OpenSSL getters); freed in deinit.
+    let request: OpaquePointer
+    package let der: [UInt8]
+    package let publicKey: PublicKey
+
+    /// Takes ownership of `request` (freed if init throws).
+    init(owning request: OpaquePointer) throws {
+        guard let der = encodeDER({ i2d_X509_REQ(request, $0) }),
+            let pkey = X509_REQ_get0_pubkey(request)
+        else {
+            X509_REQ_free(request)
+            throw CryptoError.openSSL("bad_csr", "CSR has no usable public key")
+        }
+        do {
+            self.publicKey = try PublicKey(borrowing: pkey)
+        } catch {
+            X509_REQ_free(request)
+            throw CryptoError(code: "bad_csr", message: "CSR public key unreadable: \(error)")
+        }
+        self.request = request
+        self.der = der
+    }
+
+    deinit { X509_REQ_free(request) }
+
+    /// A SHA-256 signed CSR whose subject is only `CN=commonName`, with no attributes or extensions.
+    package static func make(commonName: String, key: PrivateKey) throws -> CertificateSigningRequest {
+        guard let request = X509_REQ_new() else { throw CryptoError.openSSL("bad_csr", "cannot allocate CSR") }
+        var owned = true
+        defer { if owned { X509_REQ_free(request) } }
+        let name = try makeName(commonName: commonName, organization: nil)
+        defer { X509_NAME_free(name) }
+        guard X509_REQ_set_version(request, 0) == 1,
+            X509_REQ_set_subject_name(request, name) == 1,
+            X509_REQ_set_pubkey(request, key.pkey) == 1
+        else { throw CryptoError.openSSL("bad_csr", "cannot fill CSR") }
+        guard X509_REQ_sign(request, key.pkey, digest(for: key.pkey)) > 0 else {
+            throw CryptoError.openSSL("signing_failed", "cannot sign CSR")
+        }
+        owned = false
+        return try CertificateSigningRequest(owning: request)
+    }
+
+    package convenience init(pem: String) throws {
+        let bytes = utf8Bytes(pem)
+        try checkInputSize(bytes.count, "CSR PEM")
+        let request = try withReadBIO(bytes, code: "bad_csr") { bio -> OpaquePointer in
+            guard let request = PEM_read_bio_X509_REQ(bio, nil, nil, nil) else {
+                throw CryptoError.openSSL("bad_csr", "no CERTIFICATE REQUEST in PEM")
+            }
+            return request
+        }
+        try self.init(owning: request)
+    }
+
+    package convenience init(der: [UInt8]) throws {
+        try checkInputSize(der.count, "CSR DER")
+        guard let request = decodeDER(der, { d2i_X509_REQ(nil, $0, $1) }, free: { X509_REQ_free($0) }) else {
+            throw CryptoError.openSSL("bad_csr", "not a DER CSR")
+        }
+        try self.init(owning: request)
+    }
+
+    package var pem: String { pemEncode(der, label: "CERTIFICATE REQUEST") }
+
+    package var commonName: String? { firstCommonName(in: X509_REQ_get_subject_name(request)) }
+
+    /// Number of extensions in the extensionRequest attribute (0 if none).
+    package var requestedExtensionCount: Int {
+        guard let extensions = X509_REQ_get_extensions(request) else {
+            CryptoError.clearOpenSSLErrors()
+            return 0
+        }
+        defer { lanyard_sk_X509_EXTENSION_pop_free(extensions) }
+        return Int(lanyard_sk_X509_EXTENSION_num(extensions))
+    }
+
+    /// Number of attributes of any kind (extensionRequest, challengePassword, ...).
+    package var attributeCount: Int { Int(X509_REQ_get_attr_count(request)) }
+
+    /// Whether the CSR's self-signature verifies with its own public key.
+    package func verifySignature() -> Bool {
+        let result = X509_REQ_verify(request, publicKey.pkey)
+        if result != 1 { CryptoError.clearOpenSSLErrors() }
+        return result == 1
+    }
+}
+
+/// SHA-256 for EC/RSA; nil (built-in hash) for Ed25519/Ed448.
+func digest(for pkey: OpaquePointer) -> OpaquePointer? {
+    switch EVP_PKEY_get_base_id(pkey) {
+    case EVP_PKEY_ED25519, EVP_PKEY_ED448: return nil
+    default: return EVP_sha256()
+    }
+}

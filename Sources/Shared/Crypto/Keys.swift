@@ -1,0 +1,197 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+internal import COpenSSL
+
+/// The algorithm of a public or private key.
+package enum KeyAlgorithm: Sendable, Equatable {
+    case p256
+    case p384
+    case ed25519
+    case rsa(bits: Int)
+    case other(String)
+
+    /// "P-256", "P-384", "Ed25519", "RSA-2048", or OpenSSL's short name.
+    package var name: String {
+        switch self {
+        case .p256: return "P-256"
+        case .p384: return "P-384"
+        case .ed25519: return "Ed25519"
+        case .rsa(let bits): return "RSA-\(bits)"
+        case .other(let name): return name
+        }
+    }
+
+    static func of(_ pkey: OpaquePointer) -> KeyAlgorithm {
+        let id = EVP_PKEY_get_base_id(pkey)
+        switch id {
+        case EVP_PKEY_EC:
+            var buffer = [CChar](repeating: 0, count: 80)
+            var length = 0
+            guard EVP_PKEY_get_group_name(pkey, &buffer, buffer.count, &length) == 1 else {
+                CryptoError.clearOpenSSLErrors()
+                return .other("EC")
+            }
+            let group = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            var nid = OBJ_sn2nid(group)
+            if nid == NID_undef { nid = EC_curve_nist2nid(group) }
+            switch nid {
+            case NID_X9_62_prime256v1: return .p256
+            case NID_secp384r1: return .p384
+            default: return .other("EC-\(group)")
+            }
+        case EVP_PKEY_ED25519:
+            return .ed25519
+        case EVP_PKEY_RSA:
+            return .rsa(bits: Int(EVP_PKEY_get_bits(pkey)))
+        default:
+            if let name = OBJ_nid2sn(id) { return .other(String(cString: name)) }
+            return .other("unknown")
+        }
+    }
+}
+
+/// A private key. Its PEM is never logged; `description` is deliberately not provided.
+package final class PrivateKey: @unchecked Sendable {
+    // @unchecked Sendable: `pkey` is set once in init, never mutated, and only
+    // used by OpenSSL calls that take it as a const/refcounted input; freed in deinit.
+    let pkey: OpaquePointer
+    package let publicKey: PublicKey
+
+    /// Takes ownership of `pkey` (freed if init throws).
+    init(owning pkey: OpaquePointer) throws {
+        guard let der = encodeDER({ i2d_PUBKEY(pkey, $0) }) else {
+            EVP_PKEY_free(pkey)
+            throw CryptoError.openSSL("bad_key", "cannot derive public key")
+        }
+        do {
+            self.publicKey = try PublicKey(spkiDER: der)
+        } catch {
+            EVP_PKEY_free(pkey)
+            throw error
+        }
+        self.pkey = pkey
+    }
+
+    deinit { EVP_PKEY_free(pkey) }
+
+    /// A new NIST P-256 key.
+    package static func generateP256() throws -> PrivateKey {
+        guard let context = EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else {
+            throw CryptoError.openSSL("key_generation_failed", "cannot create EC key context")
+        }
+        defer { EVP_PKEY_CTX_free(context) }
+        guard EVP_PKEY_keygen_init(context) == 1,
+            EVP_PKEY_CTX_set_group_name(context, "P-256") == 1
+        else { throw CryptoError.openSSL("key_generation_failed", "cannot configure P-256 key generation") }
+        var pkey: OpaquePointer? = nil
+        guard EVP_PKEY_generate(context, &pkey) == 1, let pkey else {
+            throw CryptoError.openSSL("key_generation_failed", "P-256 key generation failed")
+        }
+        return try PrivateKey(owning: pkey)
+    }
+
+    /// Reads an unencrypted PKCS#8 ("PRIVATE KEY") or traditional ("EC PRIVATE KEY", ...) PEM.
+    /// Encrypted keys are refused; OpenSSL is never allowed to prompt for a passphrase.
+    package convenience init(pem: String) throws {
+        let bytes = utf8Bytes(pem)
+        try checkInputSize(bytes.count, "private key PEM")
+        guard !pem.contains("ENCRYPTED") else {
+            throw CryptoError(code: "bad_pem", message: "encrypted private keys are not supported")
+        }
+        let pkey = try withReadBIO(bytes, code: "bad_pem") { bio -> OpaquePointer in
+            let refusePassphrase: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in -1 }
+            guard let pkey = PEM_read_bio_PrivateKey(bio, nil, refusePassphrase, nil) else {
+                throw CryptoError.openSSL("bad_pem", "no readable private key in PEM")
+            }
+            return pkey
+        }
+        try self.init(owning: pkey)
+    }
+
+    /// Unencrypted PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----"). Handle as a secret.
+    package func pkcs8PEM() throws -> String {
+        let bytes = try writeToBIO(code: "encoding_failed", secure: true) { bio in
+            PEM_write_bio_PKCS8PrivateKey(bio, pkey, nil, nil, 0, nil, nil)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The key's algorithm (same as `publicKey.algorithm`).
+    package var algorithm: KeyAlgorithm { publicKey.algorithm }
+}
+
+/// A public key, identified by its SubjectPublicKeyInfo DER.
+package final class PublicKey: @unchecked Sendable, Equatable, Hashable, CustomStringConvertible {
+    // @unchecked Sendable: `pkey` and the cached encodings are set once in init
+    // and never mutated; `pkey` is only read by OpenSSL; freed in deinit.
+    let pkey: OpaquePointer
+    package let spkiDER: [UInt8]
+    package let algorithm: KeyAlgorithm
+
+    package convenience init(pem: String) throws {
+        let bytes = utf8Bytes(pem)
+        try checkInputSize(bytes.count, "public key PEM")
+        let pkey = try withReadBIO(bytes, code: "bad_pem") { bio -> OpaquePointer in
+            guard let pkey = PEM_read_bio_PUBKEY(bio, nil, nil, nil) else {
+                throw CryptoError.openSSL("bad_pem", "no SubjectPublicKeyInfo in PEM")
+            }
+            return pkey
+        }
+        try self.init(owning: pkey)
+    }
+
+    package convenience init(spkiDER: [UInt8]) throws {
+        try checkInputSize(spkiDER.count, "public key DER")
+        guard let pkey = decodeDER(spkiDER, { d2i_PUBKEY(nil, $0, $1) }, free: { EVP_PKEY_free($0) }) else {
+            throw CryptoError.openSSL("bad_der", "not a SubjectPublicKeyInfo")
+        }
+        try self.init(owning: pkey)
+    }
+
+    /// Takes ownership of `pkey` (freed if init throws).
+    init(owning pkey: OpaquePointer) throws {
+        guard let der = encodeDER({ i2d_PUBKEY(pkey, $0) }) else {
+            EVP_PKEY_free(pkey)
+            throw CryptoError.openSSL("bad_key", "cannot encode public key")
+        }
+        self.pkey = pkey
+        self.spkiDER = der
+        self.algorithm = KeyAlgorithm.of(pkey)
+    }
+
+    /// A new wrapper sharing (up-ref'ing) an EVP_PKEY owned elsewhere.
+    convenience init(borrowing pkey: OpaquePointer) throws {
+        guard EVP_PKEY_up_ref(pkey) == 1 else { throw CryptoError.openSSL("bad_key", "cannot reference key") }
+        try self.init(owning: pkey)
+    }
+
+    deinit { EVP_PKEY_free(pkey) }
+
+    /// "-----BEGIN PUBLIC KEY-----" PEM.
+    package var pem: String { pemEncode(spkiDER, label: "PUBLIC KEY") }
+
+    /// Lowercase hex SHA-256 of the SPKI DER.
+    package var fingerprint: String { Digest.hex(Digest.sha256(spkiDER)) }
+
+    package var description: String { "\(algorithm.name) key sha256:\(fingerprint)" }
+
+    package static func == (lhs: PublicKey, rhs: PublicKey) -> Bool { lhs.spkiDER == rhs.spkiDER }
+    package func hash(into hasher: inout Hasher) { hasher.combine(spkiDER) }
+}
+
+/// PEM armour for DER bytes (64-column base64).
+func pemEncode(_ der: [UInt8], label: String) -> String {
+    let body = Base64.encode(der)
+    var out = "-----BEGIN \(label)-----\n"
+    var index = body.startIndex
+    while index < body.endIndex {
+        let next = body.index(index, offsetBy: 64, limitedBy: body.endIndex) ?? body.endIndex
+        out += body[index..<next] + "\n"
+        index = next
+    }
+    out += "-----END \(label)-----\n"
+    return out
+}

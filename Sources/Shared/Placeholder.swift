@@ -1,6 +1,0 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-enum SharedPlaceholder {}
