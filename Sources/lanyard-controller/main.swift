@@ -48,6 +48,14 @@ do {
             try AtomicFile.create(ControllerConfiguration.sample(trustDomain: trustDomain, brokerPort: port, classTTL: ttl), at: configPath, mode: 0o640)
             print("created \(configPath)")
         }
+        // The broker refuses to start without a CRL: publish the first one now.
+        let configuration = try ControllerConfiguration.load(path: configPath)
+        if FileManager.default.fileExists(atPath: configuration.crlFile) {
+            print("kept    \(configuration.crlFile)")
+        } else {
+            let published = try ControllerService.publishInitialCRL(configuration: configuration)
+            print("created \(configuration.crlFile) (CRL #\(published.number))")
+        }
     case "run":
         let args = try Arguments(argv.dropFirst(), valueOptions: ["config"], flagOptions: ["help"])
         if args.flag("help") { print(usage); exit(0) }

@@ -30,7 +30,7 @@ package struct AgentConfiguration: Sendable {
     package static func load(path: String) throws(ConfigError) -> AgentConfiguration {
         let file = try ConfigFile.load(path: path)
         var r = ConfigReader(file)
-        let base = AtomicFile.parentDirectory(of: path)
+        let base = AtomicFile.parentDirectory(of: AtomicFile.absolutePath(path))
         func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(base)/\(p)" }
         let idText = try r.string("agent", "device_id")
         guard let id = DeviceID(idText), !id.isReserved else {

@@ -153,7 +153,7 @@ package final class AgentRunner {
             // A renewal that came due while offline goes now.
             if let deadline = renewalDeadline, deadline <= Date(), pending == nil { startRenewal(reason: "scheduled", campaign: nil) }
         case .connectionFailed(let why), .disconnected(let why):
-            log.warning("broker connection lost", ["reason": why])
+            log.log(why.contains("reconnect requested") ? .info : .warning, "broker connection lost", ["reason": why])
             updateState { $0.connected = false }
             if let credential, credential.leaf.notAfter <= Date() {
                 updateState { $0.state = "expired"; $0.lastError = "certificate expired while offline" }
@@ -346,6 +346,7 @@ package final class AgentRunner {
         updateState {
             $0.state = "revoked"
             $0.serial = nil
+            $0.notAfter = nil
             $0.nextRenewal = nil
             $0.connected = false
             $0.lastError = "revoked: \(reason)"

@@ -44,7 +44,7 @@ package struct ControllerConfiguration: Sendable {
     package static func load(path: String) throws(ConfigError) -> ControllerConfiguration {
         let file = try ConfigFile.load(path: path)
         var r = ConfigReader(file)
-        let base = AtomicFile.parentDirectory(of: path)
+        let base = AtomicFile.parentDirectory(of: AtomicFile.absolutePath(path))
         func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(base)/\(p)" }
 
         let trustDomain = try r.string("controller", "trust_domain")

@@ -52,6 +52,14 @@ package final class ControllerService: Sendable {
         revocation = RevocationService(store: store, crl: crl, commands: commands, clock: clock)
     }
 
+    /// Writes the first CRL (used by `init`, before the broker ever starts).
+    package static func publishInitialCRL(configuration: ControllerConfiguration) throws -> CRLPublisher.Published {
+        let store = try Store(path: configuration.databasePath)
+        let authority = try IssuingAuthority.load(PKILayout(directory: configuration.pkiDirectory))
+        return try CRLPublisher(store: store, authority: authority, configuration: configuration, clock: { Date() },
+                                log: Logger(component: "controller")).publish()
+    }
+
     package func run() async throws {
         // The broker refuses every device when the CRL is missing or stale:
         // make sure a fresh one is on disk before anything else.

@@ -72,6 +72,13 @@ package enum AtomicFile {
         guard fsync(dfd) == 0 else { throw .errno(dir, "fsync directory") }
     }
 
+    /// `path` made absolute against the working directory.
+    package static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        let cwd = FileManager.default.currentDirectoryPath
+        return path.hasPrefix("./") ? "\(cwd)/\(path.dropFirst(2))" : "\(cwd)/\(path)"
+    }
+
     package static func parentDirectory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         let dir = String(path[..<slash])
