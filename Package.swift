@@ -29,6 +29,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
         .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "Shared", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Shared", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Shared", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

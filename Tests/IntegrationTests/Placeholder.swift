@@ -1,2 +1,2 @@
 import Testing
-@Test func placeholderIntegrationTests() { #expect(Bool(true)) }
+@Test func placeholderIntegration() { #expect(Bool(true)) }

@@ -1,0 +1,37 @@
+# Lanyard: the two commands a newcomer runs are `make demo` and `make test`.
+SWIFT ?= swift
+.PHONY: all build deps test-deps demo test release footprint bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
+
+build: deps
+	$(SWIFT) build
+
+# A local fleet: broker, controller and three agents with a 60 s TTL,
+# renewals as they happen, one revocation, a summary; cleans up after itself.
+demo: build
+	@scripts/demo.sh
+
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# The agent as shipped: release build with the Swift runtime linked statically.
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product lanyard-agent
+	$(SWIFT) build -c release --product lanyard-controller
+	$(SWIFT) build -c release --product lanyardctl
+
+footprint: release
+	@scripts/footprint.sh
+
+bench: footprint
+
+clean:
+	rm -rf .build
