@@ -1,2 +1,0 @@
-import Testing
-@Test func placeholderControllerTests() { #expect(Bool(true)) }
