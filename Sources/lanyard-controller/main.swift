@@ -22,6 +22,10 @@ func fail(_ message: String, _ status: Int32) -> Never {
     exit(status)
 }
 
+// Keys, the register and the audit trail are private to the controller's user;
+// files others must read (certificates, the CRL) are given their mode explicitly.
+umask(0o077)
+
 let argv = Array(CommandLine.arguments.dropFirst())
 guard let verb = argv.first, verb != "--help", verb != "-h", verb != "help" else {
     print(usage)

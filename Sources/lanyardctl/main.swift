@@ -3,6 +3,7 @@ import Shared
 
 // lanyardctl: the operator's client of the controller's admin API.
 // Exit status: 0 done, 1 refused by the controller (coded error on stderr),
+// 2 done only in part (e.g. revoked but the broker could not be reloaded),
 // 64 usage error, 69 controller unreachable.
 let exitRefused: Int32 = 1, exitUsage: Int32 = 64, exitUnavailable: Int32 = 69
 
@@ -120,7 +121,10 @@ do {
         let r = try client.call(.deviceRevoke, RevokeParams(id: argument(1, "device id"), reason: reason), as: RevokeResult.self)
         if json { printJSON(r) } else {
             print("revoked \(r.id): \(r.revokedSerials.count) certificate(s), CRL #\(r.crlNumber), broker reloaded: \(r.brokerReloaded ? "yes" : "NO"), revoke command sent: \(r.commandSent ? "yes" : "NO")")
+            if let e = r.crlError { FileHandle.standardError.write(Data("lanyardctl: warning: the CRL was not written (\(e)); the controller retries\n".utf8)) }
         }
+        // Revoked in the register, but the broker or the device was not told: scripts must notice.
+        if !r.brokerReloaded || !r.commandSent || r.crlError != nil { exit(2) }
     case ("status", _):
         let s = try client.call(.status, Empty(), as: ControllerStatus.self)
         if json { printJSON(s) } else {

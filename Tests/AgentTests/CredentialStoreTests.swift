@@ -117,7 +117,8 @@ struct CredentialStoreTests {
         #expect(credential?.generation == 1)
         #expect(credential?.leaf == first.leaf)
         #expect(currentTarget() == "gen-1")
-        #expect(repairs == ["current generation gen-2 is unusable", "switched current to gen-1"])
+        #expect(repairs == ["current generation gen-2 is unusable", "switched current to gen-1", "erased unusable gen-2"])
+        #expect(store.generations() == [1], "the unusable newer generation is erased so pruning cannot outlive the good one")
     }
 
     @Test("recover: a key that does not match the certificate falls back to the previous generation")
@@ -202,8 +203,9 @@ struct CredentialStoreTests {
         #expect(store.recover(trust: pki.bundle, now: now).credential?.generation == 1)
         // A renewal installs gen-3. The previous, known-good gen-1 must survive
         // (the new certificate has not yet been used for a broker connection).
-        try installFresh()
-        #expect(currentTarget() == "gen-3")
+        let next = try installFresh()
+        #expect(currentTarget() == "gen-\(next.generation)")
+        #expect(store.generations() == [next.generation, 1])
         if case .failure(let error) = store.load(1, trust: pki.bundle, now: now) {
             Issue.record("the last good generation was pruned while the corrupt one was kept: \(error); on disk: \(store.generations())")
         }

@@ -78,8 +78,10 @@ package final class AgentRunner {
                     return .stopped
                 }
                 credential = enrolled
-                // A re-enrolled device ignores commands from before its enrollment.
-                updateState { $0.lastSeq = 0 }
+                // The controller's per-device seq keeps counting across
+                // enrollments, so lastSeq is kept; commands signed before this
+                // enrollment are refused by their iat.
+                updateState { $0.enrolledAt = enrolled.metadata.issuedAt }
             } catch let failure as Enrollment.Failure {
                 log.error("enrollment refused", ["code": failure.error.code, "reason": failure.error.message])
                 updateState { $0.state = "expired"; $0.lastError = failure.error.description }
@@ -207,20 +209,35 @@ package final class AgentRunner {
             log.info("renewal due while offline; will renew on reconnect")
             return
         }
+        if pending == nil {
+            do {
+                // A new key for every certificate: a stolen old key dies with its certificate.
+                let key = try PrivateKey.generateP256()
+                let csr = try CertificateSigningRequest.make(commonName: configuration.deviceID.rawValue, key: key)
+                let request = RenewRequest(requestId: makeRequestID(), csr: csr.pem, reason: reason, campaignId: campaign,
+                                           currentSerial: credential.leaf.serialHex)
+                pending = PendingRenewal(request: request, key: key)
+            } catch {
+                log.error("cannot make a renewal request", ["error": "\(error)"])
+                retryLater()
+                return
+            }
+        }
+        // A retry after a timeout sends the same request id and CSR: the
+        // controller answers a repeat with the certificate it already issued.
+        guard let request = pending?.request else { return }
         do {
-            // A new key for every certificate: a stolen old key dies with its certificate.
-            let key = try PrivateKey.generateP256()
-            let csr = try CertificateSigningRequest.make(commonName: configuration.deviceID.rawValue, key: key)
-            let request = RenewRequest(requestId: makeRequestID(), csr: csr.pem, reason: reason, campaignId: campaign,
-                                       currentSerial: credential.leaf.serialHex)
-            pending = PendingRenewal(request: request, key: key)
             try client.publish(topic: Topics.renewRequest(configuration.deviceID), payload: WireCodec.encode(request), qos: 1)
-            log.info("renewal requested", ["reason": reason, "request": request.requestId])
+            log.info("renewal requested", ["reason": request.reason, "request": request.requestId, "attempt": String(retryAttempt + 1)])
             updateState { $0.state = "renewing" }
-            // No reply within the timeout: retry with backoff.
-            scheduleRenewal(after: configuration.requestTimeout.timeInterval)
+            // No reply within the timeout (plus backoff after failures): ask again.
+            let backoff = retryAttempt == 0 ? 0 : RenewalSchedule.retryDelay(
+                attempt: retryAttempt, cap: configuration.maxRetryDelay.timeInterval,
+                remaining: credential.leaf.notAfter.timeIntervalSinceNow, using: &rng)
+            retryAttempt += 1
+            scheduleRenewal(after: configuration.requestTimeout.timeInterval + backoff)
         } catch {
-            log.error("renewal request failed", ["error": "\(error)"])
+            log.warning("renewal request not sent", ["error": "\(error)"])
             retryLater()
         }
     }
@@ -276,6 +293,7 @@ package final class AgentRunner {
         case .refused(let error, let retryAfter):
             log.warning("renewal refused", ["code": error.code, "reason": error.message])
             updateState { $0.lastError = error.description }
+            // The next attempt makes a new key and request.
             self.pending = nil
             if error.code == WireError.Code.revoked.rawValue {
                 revokeLocally(reason: "controller refused renewal: revoked")
@@ -301,6 +319,10 @@ package final class AgentRunner {
         case .failure(let refusal):
             log.warning("command refused", ["code": refusal.code, "reason": refusal.message])
             ack(CommandAck(jti: refusal.jti, outcome: "refused", code: refusal.code, message: refusal.message))
+            return nil
+        case .success(let claims) where claims.iat < (state.enrolledAt ?? .min):
+            log.warning("command refused", ["code": "stale", "reason": "issued before this device enrolled"])
+            ack(CommandAck(jti: claims.jti, outcome: "refused", code: "stale", message: "command issued before enrollment"))
             return nil
         case .success(let claims):
             // Persist the sequence first: a crash must not let the same command run twice.

@@ -18,7 +18,8 @@ package struct Enrollment {
     static let fatalCodes: Set<String> = [
         WireError.Code.badToken.rawValue, WireError.Code.tokenUsed.rawValue, WireError.Code.tokenExpired.rawValue,
         WireError.Code.identityMismatch.rawValue, WireError.Code.revoked.rawValue, WireError.Code.keyTypeNotAllowed.rawValue,
-        WireError.Code.notRegistered.rawValue,
+        WireError.Code.notRegistered.rawValue, WireError.Code.badRequest.rawValue, WireError.Code.badCSR.rawValue,
+        WireError.Code.policyViolation.rawValue,
     ]
 
     package struct Failure: Error, CustomStringConvertible {

@@ -18,7 +18,7 @@ package struct StatusReport: Codable, Sendable {
     package var connected: Bool
     package var renewals: Int
     package var generations: [Int]
-    /// healthy, degraded (an error since the last success, or under 10 % of life left) or expired.
+    /// healthy, degraded (an error since the last success), unenrolled, expired or revoked.
     package var health: String
 
     package static func read(_ configuration: AgentConfiguration, now: Date = Date()) -> StatusReport {
@@ -26,7 +26,7 @@ package struct StatusReport: Codable, Sendable {
         var serial = state.serial
         var notAfter = state.notAfter
         var generations: [Int] = []
-        if let store = try? CredentialStore(directory: configuration.stateDirectory, deviceID: configuration.deviceID) {
+        if let store = try? CredentialStore(directory: configuration.stateDirectory, deviceID: configuration.deviceID, create: false) {
             generations = store.generations()
             if let pem = try? AtomicFile.readText(store.certificatePath), let leaf = try? Certificate(pem: pem) {
                 serial = leaf.serialHex
@@ -36,7 +36,9 @@ package struct StatusReport: Codable, Sendable {
         let t = Int64(now.timeIntervalSince1970)
         let left = notAfter.map { $0 - t }
         let health: String
-        if state.state == "revoked" || state.state == "expired" || (left ?? -1) <= 0 {
+        if serial == nil && state.state == "enrolling" {
+            health = "unenrolled"
+        } else if state.state == "revoked" || state.state == "expired" || (left ?? -1) <= 0 {
             health = state.state == "revoked" ? "revoked" : "expired"
         } else if state.lastError != nil {
             health = "degraded"
@@ -48,7 +50,7 @@ package struct StatusReport: Codable, Sendable {
                             generations: generations, health: health)
     }
 
-    /// 0 healthy, 1 degraded, 2 expired or revoked.
+    /// 0 healthy, 1 degraded, 2 unenrolled, expired or revoked.
     package var exitStatus: Int32 {
         switch health {
         case "healthy": 0

@@ -13,6 +13,8 @@ package struct AgentState: Codable, Sendable, Equatable {
     package var state: String = "enrolling"
     /// Highest command `seq` accepted; anything not above it is a replay.
     package var lastSeq: Int64 = 0
+    /// Controller time of the enrollment; commands issued before it are stale.
+    package var enrolledAt: Int64?
     package var serial: String?
     package var notAfter: Int64?
     package var nextRenewal: Int64?

@@ -33,10 +33,11 @@ package struct CredentialStore: Sendable {
     package let directory: String
     package let deviceID: DeviceID
 
-    package init(directory: String, deviceID: DeviceID) throws(FileError) {
+    /// - Parameter create: make the 0700 directory if missing (`status` only reads).
+    package init(directory: String, deviceID: DeviceID, create: Bool = true) throws(FileError) {
         self.directory = directory
         self.deviceID = deviceID
-        try AtomicFile.makePrivateDirectory(directory)
+        if create { try AtomicFile.makePrivateDirectory(directory) }
     }
 
     package var currentLink: String { "\(directory)/current" }
@@ -84,7 +85,7 @@ package struct CredentialStore: Sendable {
         // Leftovers of an interrupted install.
         if let names = try? FileManager.default.contentsOfDirectory(atPath: directory) {
             for name in names where name.hasPrefix("tmp-gen-") || name.hasPrefix("current.tmp") {
-                removeTree("\(directory)/\(name)")
+                eraseTree("\(directory)/\(name)")
                 repairs.append("removed unfinished \(name)")
             }
         }
@@ -104,27 +105,44 @@ package struct CredentialStore: Sendable {
                 } catch {
                     repairs.append("cannot switch current to gen-\(n): \(error)")
                 }
+                // Unusable generations newer than the one chosen would otherwise
+                // outlive it at the next install's pruning.
+                for newer in generations() where newer > n {
+                    eraseGeneration(newer)
+                    repairs.append("erased unusable gen-\(newer)")
+                }
                 return (credential, repairs)
             }
         }
         return (nil, repairs)
     }
 
-    /// Writes a new generation and makes it current. The previous generation
-    /// stays on disk; older ones are erased.
+    /// Writes a new generation and makes it current. The generation that was
+    /// current stays on disk as the fallback; every other one is erased.
     package func install(key: PrivateKey, chain: [Certificate], metadata: GenerationMetadata) throws -> Credential {
+        let previous = currentGeneration()
         let n = (generations().first ?? 0) + 1
         let tmp = "\(directory)/tmp-gen-\(n)"
-        removeTree(tmp)
+        eraseTree(tmp)
         guard mkdir(tmp, 0o700) == 0 else { throw FileError.errno(tmp, "mkdir") }
-        try AtomicFile.write(key.pkcs8PEM(), to: "\(tmp)/key.pem", mode: 0o600)
-        try AtomicFile.write(Certificate.pem(of: chain), to: "\(tmp)/chain.pem", mode: 0o600)
-        try AtomicFile.write(WireCodec.encode(metadata), to: "\(tmp)/meta.json", mode: 0o600)
+        do {
+            try AtomicFile.write(key.pkcs8PEM(), to: "\(tmp)/key.pem", mode: 0o600)
+            try AtomicFile.write(Certificate.pem(of: chain), to: "\(tmp)/chain.pem", mode: 0o600)
+            try AtomicFile.write(WireCodec.encode(metadata), to: "\(tmp)/meta.json", mode: 0o600)
+        } catch {
+            // Never leave a half-written key behind.
+            eraseTree(tmp)
+            throw error
+        }
         let final = generationDirectory(n)
-        guard rename(tmp, final) == 0 else { throw FileError.errno(final, "rename") }
+        guard rename(tmp, final) == 0 else {
+            let error = FileError.errno(final, "rename")
+            eraseTree(tmp)
+            throw error
+        }
         try AtomicFile.syncDirectory(of: final)
         try point(to: n)
-        pruneGenerations(keeping: 2)
+        for old in generations() where old != n && old != previous { eraseGeneration(old) }
         return Credential(generation: n, key: key, chain: chain, metadata: metadata)
     }
 
@@ -137,20 +155,24 @@ package struct CredentialStore: Sendable {
         try AtomicFile.syncDirectory(of: currentLink)
     }
 
-    /// Erases all but the newest `count` generations, wiping keys first.
-    package func pruneGenerations(keeping count: Int) {
-        for n in generations().dropFirst(count) { eraseGeneration(n) }
-    }
-
-    /// Erases every credential (revocation): keys are overwritten before unlink.
+    /// Erases every credential (revocation, retirement), unfinished installs
+    /// included: keys are overwritten before unlink.
     package func eraseAll() {
         unlink(currentLink)
+        unlink("\(directory)/current.tmp")
         for n in generations() { eraseGeneration(n) }
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: directory) {
+            for name in names where name.hasPrefix("tmp-gen-") { eraseTree("\(directory)/\(name)") }
+        }
         _ = try? AtomicFile.syncDirectory(of: currentLink)
     }
 
     private func eraseGeneration(_ n: Int) {
-        let dir = generationDirectory(n)
+        eraseTree(generationDirectory(n))
+    }
+
+    /// Wipes the key file in a generation-shaped directory, then removes it.
+    private func eraseTree(_ dir: String) {
         wipe("\(dir)/key.pem")
         removeTree(dir)
     }

@@ -68,8 +68,8 @@ package struct ControllerConfiguration: Sendable {
         let host = try r.string("broker", "host", default: "127.0.0.1")
         let port = try r.int("broker", "port", default: 8883, range: 1...65535)
         let crl = absolute(try r.string("broker", "crl_file", default: "crl.pem"))
-        let pidFile = r.optionalString("broker", "pid_file").map(absolute)
-        let reload = r.optionalString("broker", "reload_command")
+        let pidFile = try r.optionalNonEmpty("broker", "pid_file").map(absolute)
+        let reload = try r.optionalNonEmpty("broker", "reload_command")
 
         let crlValidity = try r.duration("crl", "validity", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
         let crlRefresh = try r.duration("crl", "refresh_before", default: crlValidity / 2, range: .seconds(30)...crlValidity)

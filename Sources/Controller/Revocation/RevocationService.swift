@@ -40,9 +40,18 @@ package struct RevocationService: Sendable {
                          detail: "reason=\(reason.name) serials=\(serials.joined(separator: ","))")
             return serials
         }
-        let published = try crl.publish()
-        let reloaded = crl.reloadBroker()
+        // The register already says revoked, so a retry would be refused:
+        // every later step runs even when an earlier one fails, and the
+        // result says which ones did not happen. A CRL that could not be
+        // written now is rewritten by the periodic refresh.
+        var crlNumber: UInt64?
+        var crlError: String?
+        do { crlNumber = try crl.publish().number } catch { crlError = "\(error)" }
+        let reloaded = crlNumber != nil && crl.reloadBroker()
         let sent = commands.send(to: id, command: "revoke", args: ["reason": reason.name])
-        return RevokeResult(id: id.rawValue, revokedSerials: serials, crlNumber: published.number, brokerReloaded: reloaded, commandSent: sent)
+        var result = RevokeResult(id: id.rawValue, revokedSerials: serials, crlNumber: crlNumber ?? 0, brokerReloaded: reloaded, commandSent: sent)
+        result.crlError = crlError
+        if let crlError { crl.log.error("CRL not published after revocation; it will be retried", ["device": id.rawValue, "error": crlError]) }
+        return result
     }
 }

@@ -126,13 +126,11 @@ package final class ControllerService: Sendable {
         do {
             switch inbound {
             case .enrollRequest(let device):
-                let request = try WireCodec.decode(EnrollRequest.self, from: message.payload)
-                let reply = issuance.enroll(request, topicDevice: device)
+                let reply = answer(message.payload, as: EnrollRequest.self) { issuance.enroll($0, topicDevice: device) }
                 logReply("enroll", device, reply)
                 try mqtt.publish(topic: Topics.enrollResponse(device), payload: WireCodec.encode(reply), qos: 1)
             case .renewRequest(let device):
-                let request = try WireCodec.decode(RenewRequest.self, from: message.payload)
-                let reply = issuance.renew(request, device: device)
+                let reply = answer(message.payload, as: RenewRequest.self) { issuance.renew($0, device: device) }
                 logReply("renew", device, reply)
                 try mqtt.publish(topic: Topics.renewResponse(device), payload: WireCodec.encode(reply), qos: 1)
             case .ack(let device):
@@ -147,6 +145,22 @@ package final class ControllerService: Sendable {
             log.warning("malformed message ignored", ["topic": message.topic, "error": error.description])
         } catch {
             log.error("message handling failed", ["topic": message.topic, "error": "\(error)"])
+        }
+    }
+
+    /// Decodes a request and answers it; a request that does not decode, or
+    /// speaks another protocol version, gets a coded `bad_request` reply when
+    /// its request id can be read (and is dropped with a log line otherwise).
+    private func answer<R: Decodable>(_ payload: [UInt8], as type: R.Type, _ handle: (R) -> CertificateReply) -> CertificateReply {
+        let envelope = try? WireCodec.decode(RequestEnvelope.self, from: payload)
+        let requestID = envelope?.requestId.flatMap { IssuanceService.isValidRequestID($0) ? $0 : nil } ?? ""
+        if let v = envelope?.v, v != protocolVersion {
+            return .failure(requestID, WireError(.badRequest, "protocol version \(v) is not supported (this controller speaks \(protocolVersion))"))
+        }
+        do {
+            return handle(try WireCodec.decode(R.self, from: payload))
+        } catch {
+            return .failure(requestID, error)
         }
     }
 

@@ -16,7 +16,7 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
 }
 
 package struct AdminRequest: Codable, Sendable {
-    package var v: Int = protocolVersion
+    package var v: Int? = protocolVersion
     package var op: AdminOperation
     /// JSON of the operation's parameter struct.
     package var params: Data
@@ -105,6 +105,8 @@ package struct RevokeResult: Codable, Sendable {
     package var crlNumber: UInt64
     package var brokerReloaded: Bool
     package var commandSent: Bool
+    /// Set when the CRL could not be written (the periodic refresh retries).
+    package var crlError: String?
     package init(id: String, revokedSerials: [String], crlNumber: UInt64, brokerReloaded: Bool, commandSent: Bool) {
         self.id = id
         self.revokedSerials = revokedSerials

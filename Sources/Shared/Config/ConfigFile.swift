@@ -111,6 +111,13 @@ package struct ConfigReader {
         entry(section, key)?.value
     }
 
+    /// A value that may be absent but, when present, must not be empty.
+    package mutating func optionalNonEmpty(_ section: String, _ key: String) throws(ConfigError) -> String? {
+        guard let e = entry(section, key) else { return nil }
+        guard !e.value.isEmpty else { throw fail(e, "[\(section)] \(key) is empty: remove the line or give a value") }
+        return e.value
+    }
+
     package mutating func string(_ section: String, _ key: String, default value: String? = nil) throws(ConfigError) -> String {
         if let e = entry(section, key) {
             guard !e.value.isEmpty else { throw fail(e, "[\(section)] \(key) is empty") }

@@ -4,8 +4,15 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// Protocol version carried in every message as `v`.
+/// Protocol version carried in every message as `v` (absent means 1).
 package let protocolVersion = 1
+
+/// A request the controller can at least answer: its id and version, read
+/// before the rest so a malformed request still gets a coded reply.
+package struct RequestEnvelope: Decodable, Sendable {
+    package var v: Int?
+    package var requestId: String?
+}
 
 /// The largest request or reply payload either side accepts (bytes). A P-256
 /// CSR is under 600 bytes and a chain of three certificates under 3 KiB.
@@ -13,7 +20,7 @@ package let maxMessageBytes = 16 * 1024
 
 /// `lanyard/v1/enroll/{id}/req`: a device asks for its first certificate.
 package struct EnrollRequest: Codable, Sendable, Equatable {
-    package var v: Int = protocolVersion
+    package var v: Int? = protocolVersion
     package var requestId: String
     package var deviceId: DeviceID
     /// PKCS#10 CSR, PEM. The subject CN must be the device id.
@@ -22,7 +29,7 @@ package struct EnrollRequest: Codable, Sendable, Equatable {
     package var token: String
     package var agentVersion: String
     /// Where the private key lives: `file` for now, `pkcs11` later.
-    package var keyStorage: String = "file"
+    package var keyStorage: String? = "file"
 
     package init(requestId: String, deviceId: DeviceID, csr: String, token: String, agentVersion: String) {
         self.requestId = requestId
@@ -35,7 +42,7 @@ package struct EnrollRequest: Codable, Sendable, Equatable {
 
 /// `lanyard/v1/dev/{id}/renew/req`: a device with a valid certificate asks for the next one.
 package struct RenewRequest: Codable, Sendable, Equatable {
-    package var v: Int = protocolVersion
+    package var v: Int? = protocolVersion
     package var requestId: String
     package var csr: String
     /// `scheduled`, `forced` or `campaign`.
@@ -55,7 +62,7 @@ package struct RenewRequest: Codable, Sendable, Equatable {
 
 /// The reply to an enrollment or renewal, on `…/res`.
 package struct CertificateReply: Codable, Sendable, Equatable {
-    package var v: Int = protocolVersion
+    package var v: Int? = protocolVersion
     package var requestId: String
     /// `issued` or `error`.
     package var status: String
@@ -99,7 +106,7 @@ package struct CertificateReply: Codable, Sendable, Equatable {
 
 /// `lanyard/v1/dev/{id}/ack`: the device's answer to a signed command.
 package struct CommandAck: Codable, Sendable, Equatable {
-    package var v: Int = protocolVersion
+    package var v: Int? = protocolVersion
     /// The command's `jti`, or empty when the command was too broken to read one.
     package var jti: String
     /// `done` or `refused`.
@@ -117,7 +124,7 @@ package struct CommandAck: Codable, Sendable, Equatable {
 
 /// `lanyard/v1/dev/{id}/state` (retained; the last will publishes `offline`).
 package struct DeviceStateReport: Codable, Sendable, Equatable {
-    package var v: Int = protocolVersion
+    package var v: Int? = protocolVersion
     /// `active`, `renewing`, `revoked`, `expired` or `offline`.
     package var state: String
     package var serial: String?
