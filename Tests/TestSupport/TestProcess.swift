@@ -13,6 +13,11 @@ package struct TestProcess {
     package struct Failure: Error, CustomStringConvertible {
         package var command: [String]
         package var result: Result
+        package init(command: [String], result: Result) {
+            self.command = command
+            self.result = result
+        }
+
         package var description: String {
             "\(command.joined(separator: " ")) failed (exit \(result.exitCode)\(result.timedOut ? ", timed out" : "")): \(result.stderr)\(result.stdout)"
         }
