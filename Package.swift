@@ -27,10 +27,10 @@ let package = Package(
         .executableTarget(name: "lanyardctl", dependencies: ["Shared"]),
 
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
-        .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"]),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"], exclude: ["python"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "Shared", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Shared", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Shared", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Shared", "TestSupport"], exclude: ["python"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -17,78 +17,40 @@ revoked="${devices[1]}"
 
 bold() { printf '\033[1m%s\033[0m\n' "$*"; }
 step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 for b in lanyard-controller lanyard-agent lanyardctl; do
   [ -x "$bin/$b" ] || { echo "demo: $bin/$b is missing; run 'make demo' (it builds first)" >&2; exit 1; }
 done
 
 work="$(mktemp -d /tmp/lanyard-demo.XXXXXX)"
-pids=()
+LANYARD_BIN="$bin"
+# shellcheck source=lib/local-fleet.sh
+source "$root/scripts/lib/local-fleet.sh"
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  pkill -f "tail -n \+1 -F $work" 2>/dev/null || true
-  wait 2>/dev/null || true
+  fleet_cleanup
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
 
-op_port="$(free_port)"; boot_port="$(free_port)"
-while [ "$boot_port" = "$op_port" ]; do boot_port="$(free_port)"; done
-
 step "1. Controller PKI: root CA, issuing CA, broker, controller and command-signer certificates (P-256)"
-"$bin/lanyard-controller" init --dir "$work/controller" --trust-domain demo.lanyard.local \
-  --broker-port "$op_port" --class-ttl "$ttl" | sed 's|'"$work"'/||'
-sed -i "s|^# pid_file = .*|pid_file = $work/broker/mosquitto.pid|" "$work/controller/controller.conf"
+fleet_init "$work" "$ttl"
 
-step "2. Mosquitto: mTLS listener on $op_port (CRL, ACL by certificate CN), bootstrap listener on $boot_port"
-"$root/deploy/mosquitto/render.sh" --pki "$work/controller/pki" --crl "$work/controller/crl.pem" \
-  --operational-port "$op_port" --bootstrap-port "$boot_port" --out "$work/broker" --bind 127.0.0.1 \
-  --user "$(id -un)" >/dev/null
-mosquitto -c "$work/broker/mosquitto.conf" >"$work/broker/console.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$op_port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$boot_port") 2>/dev/null && break
-  sleep 0.1
-done
-echo "broker running (pid ${pids[0]}, log $work/broker/mosquitto.log)"
+step "2. Mosquitto: mTLS listener on $FLEET_OP_PORT (CRL, ACL by certificate CN), bootstrap listener on $FLEET_BOOT_PORT"
+fleet_start_broker
+echo "broker running (pid $FLEET_BROKER_PID, log $work/broker/mosquitto.log)"
 
 step "3. Controller: connects with its own client certificate, answers enrollment and renewal"
-"$bin/lanyard-controller" run --config "$work/controller/controller.conf" >"$work/controller.log" 2>&1 &
-pids+=($!)
-export LANYARD_SOCKET="$work/controller/admin.sock"
-for _ in $(seq 100); do [ -S "$LANYARD_SOCKET" ] && "$bin/lanyardctl" status >/dev/null 2>&1 && break; sleep 0.1; done
+fleet_start_controller
 "$bin/lanyardctl" status
 
 step "4. Register three devices with explicit owners; approval prints a one-time enrollment token"
 "$bin/lanyardctl" device add unowned-99 --class default --owner ops=ot-operations >/dev/null
 echo "\$ lanyardctl device approve unowned-99   # a device without all five owners cannot be approved:"
 "$bin/lanyardctl" device approve unowned-99 2>&1 | sed 's/^/  /' || true
-for d in "${devices[@]}"; do
-  "$bin/lanyardctl" device add "$d" --class default --owner identity=pki-team --owner secarch=security-architecture \
-    --owner ops=ot-operations --owner procurement=vendor-management --owner business=plant-manager
-  mkdir -p "$work/agents/$d"
-  "$bin/lanyardctl" device approve "$d" --token-ttl 1h >"$work/agents/$d/token" 2>/dev/null
-  cp "$work/controller/pki/bundle.pem" "$work/agents/$d/bundle.pem"
-  cat >"$work/agents/$d/agent.conf" <<CONF
-[agent]
-device_id = $d
-state_dir = state
-trust_bundle = bundle.pem
-token_file = token
-
-[broker]
-host = 127.0.0.1
-port = $op_port
-bootstrap_port = $boot_port
-CONF
-done
+for d in "${devices[@]}"; do fleet_add_device "$d"; done
 
 step "5. Three agents: each generates its key on the device, enrolls, connects with mTLS, renews at ~2/3 of the TTL"
-for d in "${devices[@]}"; do
-  (cd "$work/agents/$d" && exec "$bin/lanyard-agent" run --config agent.conf) >"$work/agents/$d.log" 2>&1 &
-  pids+=($!)
-done
+for d in "${devices[@]}"; do fleet_start_agent "$d"; done
 echo "watching for ${watch_seconds}s (certificates live $ttl) ..."
 logs=()
 for d in "${devices[@]}"; do
@@ -113,7 +75,7 @@ echo "\$ lanyard-agent status   (on $revoked)"
 (cd "$work/agents/$revoked" && "$bin/lanyard-agent" status --config agent.conf) | sed 's/^/  /' || true
 
 step "7. The broker now refuses the stolen credential; openssl agrees with the CRL"
-if out=$(mosquitto_pub -h 127.0.0.1 -p "$op_port" --cafile "$work/controller/pki/bundle.pem" \
+if out=$(mosquitto_pub -h 127.0.0.1 -p "$FLEET_OP_PORT" --cafile "$work/controller/pki/bundle.pem" \
     --cert "$work/stolen/chain.pem" --key "$work/stolen/key.pem" -i "$revoked" -V mqttv5 \
     -t "lanyard/v1/dev/$revoked/state" -m '{"v":1,"state":"active"}' 2>&1); then
   bold "UNEXPECTED: the broker accepted a revoked certificate"; echo "$out"; exit 1

@@ -136,7 +136,7 @@ package struct DeviceRegister: Sendable {
 
     /// Records what a device reported on its state topic.
     package func recordState(_ id: DeviceID, reported: String) throws {
-        try store.withConnection { db in
+        _ = try store.withConnection { db in
             try db.query("UPDATE devices SET last_seen = ?, reported_state = ? WHERE id = ?",
                          [.int(Int64(clock().timeIntervalSince1970)), .text(String(reported.prefix(32))), .text(id.rawValue)])
         }

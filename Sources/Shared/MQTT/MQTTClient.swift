@@ -295,6 +295,10 @@ final class MQTTSession: @unchecked Sendable {
 
     // MARK: Network thread
 
+    var idleWaitMilliseconds: Int32 {
+        Int32(max(1000, min(configuration.keepAlive * 250, 60_000)))
+    }
+
     func runNetworkLoop() {
         var attempt = 0
         while true {
@@ -338,7 +342,12 @@ final class MQTTSession: @unchecked Sendable {
                         break
                     }
                 }
-                rc = mosquitto_loop(mosq, waiting ? 100 : 1000, 1)
+                // Idle, the thread sleeps a quarter of the keepalive: often
+                // enough for libmosquitto to send PINGREQ in time, rarely
+                // enough not to wake a gateway every second. Publishes,
+                // disconnects and stop() interrupt the wait (libmosquitto's
+                // socket pair in threaded mode).
+                rc = mosquitto_loop(mosq, waiting ? 100 : idleWaitMilliseconds, 1)
             }
 
             // The attempt is over: report it once, as a failure or a loss.
