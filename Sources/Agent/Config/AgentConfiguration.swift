@@ -30,8 +30,6 @@ package struct AgentConfiguration: Sendable {
     package static func load(path: String) throws(ConfigError) -> AgentConfiguration {
         let file = try ConfigFile.load(path: path)
         var r = ConfigReader(file)
-        let base = AtomicFile.parentDirectory(of: AtomicFile.absolutePath(path))
-        func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(base)/\(p)" }
         let idText = try r.string("agent", "device_id")
         guard let id = DeviceID(idText), !id.isReserved else {
             throw ConfigError(path: path, line: file.sections["agent"]?["device_id"]?.line,
@@ -40,9 +38,9 @@ package struct AgentConfiguration: Sendable {
         let config = AgentConfiguration(
             path: path,
             deviceID: id,
-            stateDirectory: absolute(try r.string("agent", "state_dir", default: "/var/lib/lanyard-agent")),
-            trustBundle: absolute(try r.string("agent", "trust_bundle")),
-            tokenFile: r.optionalString("agent", "token_file").map(absolute),
+            stateDirectory: r.resolve(try r.string("agent", "state_dir", default: "/var/lib/lanyard-agent")),
+            trustBundle: r.resolve(try r.string("agent", "trust_bundle")),
+            tokenFile: r.optionalString("agent", "token_file").map(r.resolve),
             brokerHost: try r.string("broker", "host", default: "127.0.0.1"),
             operationalPort: try r.int("broker", "port", default: 8883, range: 1...65535),
             bootstrapPort: try r.int("broker", "bootstrap_port", default: 8884, range: 1...65535),

@@ -44,16 +44,14 @@ package struct ControllerConfiguration: Sendable {
     package static func load(path: String) throws(ConfigError) -> ControllerConfiguration {
         let file = try ConfigFile.load(path: path)
         var r = ConfigReader(file)
-        let base = AtomicFile.parentDirectory(of: AtomicFile.absolutePath(path))
-        func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : "\(base)/\(p)" }
 
         let trustDomain = try r.string("controller", "trust_domain")
         guard PKIInitializer.isValidTrustDomain(trustDomain) else {
             throw ConfigError(path: path, line: file.sections["controller"]?["trust_domain"]?.line, message: "trust_domain must use a-z, 0-9, '.', '-', '_'")
         }
-        let pki = absolute(try r.string("controller", "pki_dir", default: "pki"))
-        let db = absolute(try r.string("controller", "database", default: "lanyard.db"))
-        let socket = absolute(try r.string("controller", "admin_socket", default: "admin.sock"))
+        let pki = r.resolve(try r.string("controller", "pki_dir", default: "pki"))
+        let db = r.resolve(try r.string("controller", "database", default: "lanyard.db"))
+        let socket = r.resolve(try r.string("controller", "admin_socket", default: "admin.sock"))
         var uids: [UInt32] = []
         for text in r.list("controller", "admin_uids", default: []) {
             guard let uid = UInt32(text) else {
@@ -67,8 +65,8 @@ package struct ControllerConfiguration: Sendable {
 
         let host = try r.string("broker", "host", default: "127.0.0.1")
         let port = try r.int("broker", "port", default: 8883, range: 1...65535)
-        let crl = absolute(try r.string("broker", "crl_file", default: "crl.pem"))
-        let pidFile = try r.optionalNonEmpty("broker", "pid_file").map(absolute)
+        let crl = r.resolve(try r.string("broker", "crl_file", default: "crl.pem"))
+        let pidFile = try r.optionalNonEmpty("broker", "pid_file").map(r.resolve)
         let reload = try r.optionalNonEmpty("broker", "reload_command")
 
         let crlValidity = try r.duration("crl", "validity", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))

@@ -33,14 +33,20 @@ package struct IssuanceService: Sendable {
     // MARK: enrollment
 
     package func enroll(_ request: EnrollRequest, topicDevice: DeviceID) -> CertificateReply {
+        answer("enroll", topicDevice, request.requestId) { try enrollOrThrow(request, topicDevice: topicDevice) }
+    }
+
+    /// Turns a refusal into a coded reply (and an audit entry); an unexpected
+    /// failure is logged in full but answered with a plain `internal`.
+    private func answer(_ action: String, _ device: DeviceID, _ requestID: String, _ body: () throws -> CertificateReply) -> CertificateReply {
         do {
-            return try enrollOrThrow(request, topicDevice: topicDevice)
+            return try body()
         } catch let error as WireError {
-            audit("enroll", topicDevice, outcome: error.code, detail: error.message)
-            return .failure(request.requestId, error)
+            audit(action, device, outcome: error.code, detail: error.message)
+            return .failure(requestID, error)
         } catch {
-            audit("enroll", topicDevice, outcome: "internal", detail: "\(error)")
-            return .failure(request.requestId, WireError(.internal, "the controller could not issue a certificate"))
+            audit(action, device, outcome: "internal", detail: "\(error)")
+            return .failure(requestID, WireError(.internal, "the controller could not issue a certificate"))
         }
     }
 
@@ -71,7 +77,7 @@ package struct IssuanceService: Sendable {
     // MARK: renewal
 
     package func renew(_ request: RenewRequest, device: DeviceID) -> CertificateReply {
-        do {
+        answer("renew", device, request.requestId) {
             let (policy, csr) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
             if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
             let now = clock()
@@ -81,12 +87,6 @@ package struct IssuanceService: Sendable {
                              detail: "serial=\(reply.serial ?? "") previous=\(String(request.currentSerial.prefix(40))) reason=\(String(request.reason.prefix(16)))")
                 return reply
             }
-        } catch let error as WireError {
-            audit("renew", device, outcome: error.code, detail: error.message)
-            return .failure(request.requestId, error)
-        } catch {
-            audit("renew", device, outcome: "internal", detail: "\(error)")
-            return .failure(request.requestId, WireError(.internal, "the controller could not issue a certificate"))
         }
     }
 

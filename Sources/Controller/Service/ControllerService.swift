@@ -56,8 +56,9 @@ package final class ControllerService: Sendable {
     package static func publishInitialCRL(configuration: ControllerConfiguration) throws -> CRLPublisher.Published {
         let store = try Store(path: configuration.databasePath)
         let authority = try IssuingAuthority.load(PKILayout(directory: configuration.pkiDirectory))
+        // `init` reports what it made on stdout; only trouble goes to the log.
         return try CRLPublisher(store: store, authority: authority, configuration: configuration, clock: { Date() },
-                                log: Logger(component: "controller")).publish()
+                                log: Logger(component: "controller", minimum: .warning)).publish()
     }
 
     package func run() async throws {

@@ -97,6 +97,13 @@ package struct ConfigReader {
 
     package init(_ file: ConfigFile) { self.file = file }
 
+    /// A path from the file made absolute: relative paths are relative to
+    /// the configuration file's directory, not to the working directory.
+    package func resolve(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return "\(AtomicFile.parentDirectory(of: AtomicFile.absolutePath(file.path)))/\(path)"
+    }
+
     private mutating func entry(_ section: String, _ key: String) -> ConfigFile.Entry? {
         usedSections.insert(section)
         used.insert("\(section)\u{0}\(key)")
