@@ -213,6 +213,7 @@ package final class AgentRunner {
             do {
                 // A new key for every certificate: a stolen old key dies with its certificate.
                 let key = try PrivateKey.generateP256()
+                CrashPoint.afterKeyGeneration.reach()
                 let csr = try CertificateSigningRequest.make(commonName: configuration.deviceID.rawValue, key: key)
                 let request = RenewRequest(requestId: makeRequestID(), csr: csr.pem, reason: reason, campaignId: campaign,
                                            currentSerial: credential.leaf.serialHex)
@@ -228,6 +229,7 @@ package final class AgentRunner {
         guard let request = pending?.request else { return }
         do {
             try client.publish(topic: Topics.renewRequest(configuration.deviceID), payload: WireCodec.encode(request), qos: 1)
+            CrashPoint.afterRequestPublished.reach()
             log.info("renewal requested", ["reason": request.reason, "request": request.requestId, "attempt": String(retryAttempt + 1)])
             updateState { $0.state = "renewing" }
             // No reply within the timeout (plus backoff after failures): ask again.
@@ -263,10 +265,12 @@ package final class AgentRunner {
         }
         switch ReplyValidator.check(reply, pendingKey: pending.key, device: configuration.deviceID, trust: trust, now: Date()) {
         case .issued(let chain):
+            CrashPoint.afterReplyReceived.reach()
             do {
                 let now = Int64(Date().timeIntervalSince1970)
                 let meta = GenerationMetadata(issuedAt: reply.issuedAt ?? now, renewAt: reply.renewAt, receivedAt: now)
                 let installed = try store.install(key: pending.key, chain: chain, metadata: meta)
+                CrashPoint.afterSwap.reach()
                 credential = installed
                 self.pending = nil
                 retryAttempt = 0

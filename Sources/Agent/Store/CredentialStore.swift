@@ -127,6 +127,7 @@ package struct CredentialStore: Sendable {
         guard mkdir(tmp, 0o700) == 0 else { throw FileError.errno(tmp, "mkdir") }
         do {
             try AtomicFile.write(key.pkcs8PEM(), to: "\(tmp)/key.pem", mode: 0o600)
+            CrashPoint.midWrite.reach()
             try AtomicFile.write(Certificate.pem(of: chain), to: "\(tmp)/chain.pem", mode: 0o600)
             try AtomicFile.write(WireCodec.encode(metadata), to: "\(tmp)/meta.json", mode: 0o600)
         } catch {
