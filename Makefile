@@ -27,11 +27,17 @@ release: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product lanyard-agent
 	$(SWIFT) build -c release --product lanyard-controller
 	$(SWIFT) build -c release --product lanyardctl
+	mkdir -p .build/dist && strip -o .build/dist/lanyard-agent $$($(SWIFT) build -c release --show-bin-path)/lanyard-agent
 
 footprint: release
 	@scripts/footprint.sh
 
+# Figures, not assertions: issuance (crypto bound vs the controller's path)
+# and the agent's footprint; Markdown on stdout, JSON under bench/results/.
 bench: footprint
+	$(SWIFT) build -c release --product lanyard-bench
+	mkdir -p bench/results
+	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --count 2000 --json bench/results/issuance.json
 
 clean:
 	rm -rf .build

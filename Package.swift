@@ -25,6 +25,8 @@ let package = Package(
         .executableTarget(name: "lanyard-agent", dependencies: ["Agent"]),
         .executableTarget(name: "lanyard-controller", dependencies: ["Controller"]),
         .executableTarget(name: "lanyardctl", dependencies: ["Shared"]),
+        // Benchmarks (`make bench`): figures, never timed assertions.
+        .executableTarget(name: "lanyard-bench", dependencies: ["Controller", "Shared"]),
 
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
         .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"], exclude: ["python"]),

@@ -12,8 +12,9 @@ final class Fleet: @unchecked Sendable {
     let broker: Broker
     let trustDomain = "it.lanyard.test"
     private(set) var controller: ChildProcess?
-    private var agents: [String: ChildProcess] = [:]
-    private let lock = NSLock()
+    // Internal rather than private: FleetFaults.swift starts agents with extra environment.
+    var agents: [String: ChildProcess] = [:]
+    let lock = NSLock()
 
     var controllerDirectory: String { "\(directory)/controller" }
     var pki: String { "\(controllerDirectory)/pki" }

@@ -26,6 +26,7 @@ package struct AgentConfiguration: Sendable {
     /// How long to wait for the controller's reply before asking again.
     package var requestTimeout: Duration
     package var maxRetryDelay: Duration
+    package var hooks = HookConfiguration()
 
     package static func load(path: String) throws(ConfigError) -> AgentConfiguration {
         let file = try ConfigFile.load(path: path)
@@ -35,7 +36,7 @@ package struct AgentConfiguration: Sendable {
             throw ConfigError(path: path, line: file.sections["agent"]?["device_id"]?.line,
                               message: "device_id '\(idText)' must match ^[a-z0-9][a-z0-9.-]{0,62}$ and not start with lanyard-")
         }
-        let config = AgentConfiguration(
+        var config = AgentConfiguration(
             path: path,
             deviceID: id,
             stateDirectory: r.resolve(try r.string("agent", "state_dir", default: "/var/lib/lanyard-agent")),
@@ -49,6 +50,10 @@ package struct AgentConfiguration: Sendable {
             renewJitter: try r.double("renewal", "jitter", default: 0.05, range: 0...0.2),
             requestTimeout: try r.duration("renewal", "request_timeout", default: .seconds(20), range: .seconds(1)...(.seconds(600))),
             maxRetryDelay: try r.duration("renewal", "max_retry_delay", default: .seconds(300), range: .seconds(1)...(.seconds(86400))))
+        config.hooks = HookConfiguration(
+            onRenew: try r.optionalNonEmpty("hooks", "on_renew"),
+            onRevoke: try r.optionalNonEmpty("hooks", "on_revoke"),
+            timeout: try r.duration("hooks", "timeout", default: .seconds(30), range: .seconds(1)...(.seconds(3600))))
         try r.finish()
         return config
     }

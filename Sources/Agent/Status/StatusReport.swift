@@ -17,6 +17,8 @@ package struct StatusReport: Codable, Sendable {
     package var lastError: String?
     package var connected: Bool
     package var renewals: Int
+    /// Hooks that failed or timed out (see lastError for the latest).
+    package var hookFailures: Int
     package var generations: [Int]
     /// healthy, degraded (an error since the last success), unenrolled, expired or revoked.
     package var health: String
@@ -47,7 +49,7 @@ package struct StatusReport: Codable, Sendable {
         }
         return StatusReport(device: configuration.deviceID.rawValue, state: state.state, serial: serial, notAfter: notAfter, secondsLeft: left,
                             nextRenewal: state.nextRenewal, lastError: state.lastError, connected: state.connected, renewals: state.renewals,
-                            generations: generations, health: health)
+                            hookFailures: state.hookFailures ?? 0, generations: generations, health: health)
     }
 
     /// 0 healthy, 1 degraded, 2 unenrolled, expired or revoked.
@@ -69,6 +71,7 @@ package struct StatusReport: Codable, Sendable {
         next renewal  \(time(nextRenewal))
         broker        \(connected ? "connected" : "not connected")
         renewals      \(renewals)
+        hook failures \(hookFailures)
         generations   \(generations.isEmpty ? "-" : generations.map { "gen-\($0)" }.joined(separator: ", "))
         last error    \(lastError ?? "-")
         """

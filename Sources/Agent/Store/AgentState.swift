@@ -9,7 +9,7 @@ import Shared
 /// the last accepted command sequence, the lifecycle state, and what
 /// `lanyard-agent status` shows.
 package struct AgentState: Codable, Sendable, Equatable {
-    /// `enrolling`, `active`, `renewing`, `revoked`, `expired`.
+    /// `enrolling`, `active`, `renewing`, `revoked`, `expired` (`retired` is a marker file, see RetiredMarker).
     package var state: String = "enrolling"
     /// Highest command `seq` accepted; anything not above it is a replay.
     package var lastSeq: Int64 = 0
@@ -21,6 +21,9 @@ package struct AgentState: Codable, Sendable, Equatable {
     package var lastError: String?
     package var connected: Bool = false
     package var renewals: Int = 0
+    /// Hooks that failed or timed out since enrollment. Optional so a state
+    /// file written before hooks existed still decodes (and keeps lastSeq).
+    package var hookFailures: Int?
     package var updatedAt: Int64 = 0
 
     package init() {}

@@ -129,6 +129,8 @@ package struct CredentialStore: Sendable {
             try AtomicFile.write(key.pkcs8PEM(), to: "\(tmp)/key.pem", mode: 0o600)
             CrashPoint.midWrite.reach()
             try AtomicFile.write(Certificate.pem(of: chain), to: "\(tmp)/chain.pem", mode: 0o600)
+            // The leaf alone, for hooks and tools that want it apart from the chain.
+            try AtomicFile.write(chain[0].pem, to: "\(tmp)/cert.pem", mode: 0o600)
             try AtomicFile.write(WireCodec.encode(metadata), to: "\(tmp)/meta.json", mode: 0o600)
         } catch {
             // Never leave a half-written key behind.
@@ -145,6 +147,23 @@ package struct CredentialStore: Sendable {
         try point(to: n)
         for old in generations() where old != n && old != previous { eraseGeneration(old) }
         return Credential(generation: n, key: key, chain: chain, metadata: metadata)
+    }
+
+    /// The new generation has completed a broker connection: the previous
+    /// one is no longer needed as a fallback, so its key is erased.
+    package func commitCurrent() {
+        guard let current = currentGeneration() else { return }
+        for old in generations() where old != current { eraseGeneration(old) }
+    }
+
+    /// The broker refused the current generation: make generation `n` current
+    /// again (it must still load and verify at `now`) and erase the refused one.
+    package func revert(to n: Int, trust: [Certificate], now: Date) throws(FileError) -> Credential {
+        let refused = currentGeneration()
+        let credential = try load(n, trust: trust, now: now).get()
+        try point(to: n)
+        if let refused, refused != n { eraseGeneration(refused) }
+        return credential
     }
 
     /// Atomically re-points `current` (symlink to a temp name, rename over).

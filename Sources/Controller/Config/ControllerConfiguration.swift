@@ -13,6 +13,16 @@ package struct DeviceClassPolicy: Sendable, Equatable {
     package var keyAlgorithms: [String]
     /// A renewal must use a new key.
     package var rotateKeys: Bool
+
+    package init(name: String, ttl: Duration, maxTTL: Duration, renewAt: Double, requiredOwners: [OwnerRole], keyAlgorithms: [String], rotateKeys: Bool) {
+        self.name = name
+        self.ttl = ttl
+        self.maxTTL = maxTTL
+        self.renewAt = renewAt
+        self.requiredOwners = requiredOwners
+        self.keyAlgorithms = keyAlgorithms
+        self.rotateKeys = rotateKeys
+    }
 }
 
 /// The controller's configuration file. Every option is documented in

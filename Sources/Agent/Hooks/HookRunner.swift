@@ -1,0 +1,151 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a hook is told about the credential, as `LANYARD_*` environment variables.
+package struct HookContext: Sendable, Equatable {
+    package enum Event: String, Sendable { case renew, revoke }
+
+    package var event: Event
+    package var deviceID: String
+    package var certificatePath: String
+    package var keyPath: String
+    package var chainPath: String
+    package var serial: String
+    package var notAfter: Int64
+
+    package init(event: Event, deviceID: String, certificatePath: String, keyPath: String, chainPath: String, serial: String, notAfter: Int64) {
+        self.event = event
+        self.deviceID = deviceID
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+        self.chainPath = chainPath
+        self.serial = serial
+        self.notAfter = notAfter
+    }
+
+    /// The hook's whole environment: nothing of the agent's own environment
+    /// leaks into it except PATH, so a hook behaves the same under systemd and
+    /// in a shell.
+    package func environment(path: String?) -> [String] {
+        [
+            "PATH=\(path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")",
+            "LANYARD_DEVICE_ID=\(deviceID)",
+            "LANYARD_EVENT=\(event.rawValue)",
+            "LANYARD_CERT_PATH=\(certificatePath)",
+            "LANYARD_KEY_PATH=\(keyPath)",
+            "LANYARD_CHAIN_PATH=\(chainPath)",
+            "LANYARD_SERIAL=\(serial)",
+            "LANYARD_NOT_AFTER=\(notAfter)",
+        ]
+    }
+}
+
+/// How a hook ended.
+package struct HookOutcome: Sendable, Equatable {
+    package enum Status: Sendable, Equatable {
+        case exited(Int32)
+        case signaled(Int32)
+        case timedOut(Duration)
+        case spawnFailed(String)
+    }
+
+    package var event: HookContext.Event
+    package var status: Status
+    package var succeeded: Bool { status == .exited(0) }
+
+    /// For logs and `lastError`; never includes the command's output.
+    package var description: String {
+        switch status {
+        case .exited(let code): "exit status \(code)"
+        case .signaled(let signal): "killed by signal \(signal)"
+        case .timedOut(let limit): "timed out after \(limit.seconds) s (process group killed)"
+        case .spawnFailed(let why): "could not start: \(why)"
+        }
+    }
+}
+
+/// Runs `on_renew` / `on_revoke` as `/bin/sh -c CMD` (like step's `--exec`
+/// and certmonger's post-save command).
+///
+/// posix_spawn, not Foundation.Process: the agent links FoundationEssentials
+/// only. The child gets an empty signal mask and default dispositions (the
+/// agent ignores SIGTERM/SIGINT for its Dispatch signal sources, and a hook
+/// must not inherit that), and its own process group so a timeout kills the
+/// shell *and* whatever it started.
+package enum HookRunner {
+    /// One hook at a time, in order, off the agent's event loop.
+    private static let queue = DispatchQueue(label: "lanyard.agent.hooks")
+
+    /// Runs the hook on the hook queue and calls `completion` there.
+    package static func launch(_ command: String, context: HookContext, timeout: Duration,
+                               completion: @escaping @Sendable (HookOutcome) -> Void) {
+        queue.async { completion(run(command, context: context, timeout: timeout)) }
+    }
+
+    /// Runs the hook and waits for it (at most `timeout`, then SIGKILL to its
+    /// process group). Blocks the calling thread.
+    package static func run(_ command: String, context: HookContext, timeout: Duration) -> HookOutcome {
+        func outcome(_ status: HookOutcome.Status) -> HookOutcome { HookOutcome(event: context.event, status: status) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // No stdin; stdout and stderr stay the agent's (journald keeps them).
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        // Only what exec would not reset: signals the agent ignores.
+        for signal in [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU] {
+            sigaddset(&defaults, signal)
+        }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ["/bin/sh", "-c", command].map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let envp: [UnsafeMutablePointer<CChar>?] = context.environment(path: getenv("PATH").map { String(cString: $0) }).map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+        guard rc == 0 else { return outcome(.spawnFailed(String(cString: strerror(rc)))) }
+
+        // Poll rather than block in waitpid: a hook that hangs must not hang
+        // this thread past the timeout. Short sleeps first so quick hooks
+        // report quickly, then at most 50 ms between looks.
+        let start = ContinuousClock.now
+        var pause = 1_000_000  // ns
+        while true {
+            var status: Int32 = 0
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid {
+                let signal = status & 0x7F
+                return outcome(signal == 0 ? .exited((status >> 8) & 0xFF) : .signaled(signal))
+            }
+            if reaped < 0 && errno != EINTR { return outcome(.spawnFailed("waitpid: \(String(cString: strerror(errno)))")) }
+            if ContinuousClock.now - start >= timeout {
+                kill(-pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                return outcome(.timedOut(timeout))
+            }
+            var ts = timespec(tv_sec: 0, tv_nsec: pause)
+            nanosleep(&ts, nil)
+            pause = min(pause * 2, 50_000_000)
+        }
+    }
+}

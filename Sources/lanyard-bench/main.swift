@@ -1,0 +1,104 @@
+import Controller
+import Foundation
+import Shared
+
+// lanyard-bench: issuance figures on this machine, in-process.
+//   1. the crypto bound: P-256 CSR signature verification + certificate
+//      signing with OpenSSL, one core;
+//   2. the controller's issuance path (IssuanceService.enroll: register
+//      checks, token, CSR checks, signing, SQLite WAL commit), one core,
+//      reported as certificates/s, CPU ms per certificate and its ratio to (1).
+// The MQTT round trip is not included: that is the fleet simulator's job.
+// Usage: lanyard-bench [--count N] [--json FILE]
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+func measure(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double) {
+    let c0 = cpuSeconds()
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, cpuSeconds() - c0)
+}
+
+let args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["count", "json"], flagOptions: ["help"])
+if args.flag("help") {
+    print("usage: lanyard-bench [--count N] [--json FILE]")
+    exit(0)
+}
+guard let count = Int(args.value("count") ?? "2000"), count > 0, count <= 1_000_000 else {
+    FileHandle.standardError.write(Data("lanyard-bench: --count must be 1...1000000\n".utf8))
+    exit(64)
+}
+
+let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lanyard-bench-\(UUID().uuidString.prefix(8))").path
+defer { try? FileManager.default.removeItem(atPath: dir) }
+let layout = PKILayout(directory: "\(dir)/pki")
+try PKIInitializer(layout: layout, trustDomain: "bench.lanyard").run()
+let authority = try IssuingAuthority.load(layout)
+
+print("preparing \(count) device keys and CSRs ...")
+let ids = (0..<count).map { String(format: "dev-%07d", $0) }
+let keys = try ids.map { _ in try PrivateKey.generateP256() }
+let csrs = try zip(ids, keys).map { try CertificateSigningRequest.make(commonName: $0, key: $1) }
+
+// 1. Crypto bound.
+let now = Date()
+let bound = try measure {
+    for (id, csr) in zip(ids, csrs) {
+        guard csr.verifySignature() else { fatalError("CSR does not verify") }
+        var t = CertificateTemplate(commonName: id, serial: CertificateTemplate.randomSerial(), notBefore: now, notAfter: now.addingTimeInterval(86400))
+        t.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
+        t.uriSANs = ["spiffe://bench.lanyard/device/\(id)"]
+        _ = try CertificateIssuer.sign(t, subjectKey: csr.publicKey, issuer: authority.certificate, issuerKey: authority.key)
+    }
+}
+
+// 2. The controller's issuance path.
+let store = try Store(path: "\(dir)/lanyard.db")
+let policy = DeviceClassPolicy(name: "default", ttl: .seconds(86400), maxTTL: .seconds(30 * 86400), renewAt: 2.0 / 3.0,
+                               requiredOwners: OwnerRole.allCases, keyAlgorithms: ["P-256"], rotateKeys: true)
+let register = DeviceRegister(store: store, classes: ["default": policy], clock: { Date() })
+let issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: "bench.lanyard",
+                               backdate: .seconds(300), clock: { Date() })
+let owners = Dictionary(uniqueKeysWithValues: OwnerRole.allCases.map { ($0.rawValue, "bench") })
+print("registering and approving \(count) devices ...")
+var requests: [(EnrollRequest, DeviceID)] = []
+for (id, csr) in zip(ids, csrs) {
+    _ = try register.add(DeviceAddParams(id: id, deviceClass: "default", owners: owners), actor: "bench")
+    let approval = try register.approve(DeviceApproveParams(id: id), defaultTTL: .seconds(3600), actor: "bench")
+    let device = DeviceID(id)!
+    requests.append((EnrollRequest(requestId: makeRequestID(), deviceId: device, csr: csr.pem, token: approval.token, agentVersion: "bench"), device))
+}
+var refused = 0
+let path = measure {
+    for (request, device) in requests where issuance.enroll(request, topicDevice: device).status != "issued" { refused += 1 }
+}
+guard refused == 0 else {
+    FileHandle.standardError.write(Data("lanyard-bench: \(refused) enrollments were refused\n".utf8))
+    exit(1)
+}
+
+let machine = "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / (1 << 30)) GiB"
+let boundRate = Double(count) / bound.wall
+let pathRate = Double(count) / path.wall
+let rows: [(String, String, String, String)] = [
+    ("crypto bound: CSR verify + sign (1 core)", String(format: "%.0f/s", boundRate), String(format: "%.3f ms", bound.cpu * 1000 / Double(count)), "1.00"),
+    ("controller enroll path, SQLite (1 core)", String(format: "%.0f/s", pathRate), String(format: "%.3f ms", path.cpu * 1000 / Double(count)),
+     String(format: "%.2f", pathRate / boundRate)),
+]
+print("\n| issuance (\(machine), \(count) certificates) | wall rate | CPU per certificate | ratio to bound |")
+print("|---|---|---|---|")
+for r in rows { print("| \(r.0) | \(r.1) | \(r.2) | \(r.3) |") }
+
+if let jsonPath = args.value("json") {
+    let json: [String: Any] = [
+        "machine": machine, "count": count, "command": "lanyard-bench --count \(count)", "date": ISO8601DateFormatter().string(from: Date()),
+        "crypto_bound_per_second": boundRate, "crypto_bound_cpu_ms": bound.cpu * 1000 / Double(count),
+        "enroll_path_per_second": pathRate, "enroll_path_cpu_ms": path.cpu * 1000 / Double(count), "ratio_to_bound": pathRate / boundRate,
+    ]
+    try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: jsonPath))
+}
