@@ -12,7 +12,7 @@ release="$(cd "$root" && swift build -c release --show-bin-path)"
 idle="${IDLE_SECONDS:-60}"
 dist="$root/.build/dist"
 mkdir -p "$dist" "$root/bench/results"
-[ -x "$dist/lanyard-agent" ] || strip -o "$dist/lanyard-agent" "$release/lanyard-agent"
+strip -o "$dist/lanyard-agent" "$release/lanyard-agent"
 LANYARD_BIN="$release"
 
 work="$(mktemp -d /tmp/lanyard-footprint.XXXXXX)"
