@@ -27,7 +27,6 @@ release: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product lanyard-agent
 	$(SWIFT) build -c release --product lanyard-controller
 	$(SWIFT) build -c release --product lanyardctl
-	mkdir -p .build/dist && strip -o .build/dist/lanyard-agent $$($(SWIFT) build -c release --show-bin-path)/lanyard-agent
 
 footprint: release
 	@scripts/footprint.sh
