@@ -5,7 +5,7 @@
 # missing is installed; nothing is done when everything is there.
 set -euo pipefail
 
-debs=(libssl-dev libmosquitto-dev libsqlite3-dev mosquitto mosquitto-clients openssl python3 python3-pip pkg-config)
+debs=(libssl-dev libmosquitto-dev libsqlite3-dev sqlite3 mosquitto mosquitto-clients openssl python3 python3-pip pkg-config)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

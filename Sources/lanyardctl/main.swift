@@ -16,6 +16,8 @@ usage: lanyardctl [--socket PATH] [--json] COMMAND
   device show ID                                       one device with its certificates
   revoke ID --reason REASON                            revoke (RFC 5280 reason, e.g. keyCompromise, cessationOfOperation)
   status                                               controller, broker connection and CRL
+  audit verify                                         recompute the audit hash chain; exit 1 naming the first bad entry
+  audit export [--output FILE]                         the audit trail as JSON lines (stdout by default)
 
   --socket PATH   admin socket (default: $LANYARD_SOCKET or /var/lib/lanyard/admin.sock)
   --json          print the API's JSON instead of a table
@@ -48,7 +50,7 @@ func table(_ header: [String], _ rows: [[String]]) {
 
 let args: Arguments
 do {
-    args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["socket", "class", "owner", "token-ttl", "reason"],
+    args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["socket", "class", "owner", "token-ttl", "reason", "output"],
                          flagOptions: ["json", "help"])
 } catch { fail("\(error)\n\(usage)", exitUsage) }
 if args.flag("help") || args.positional.isEmpty || args.positional.first == "help" {
@@ -133,6 +135,29 @@ do {
             print("devices       \(s.devices)")
             print("issued        \(s.issued)")
             print("CRL           #\(s.crlNumber), next update \(time(s.crlNextUpdate))")
+        }
+    case ("audit", "verify"):
+        let v = try client.call(.auditVerify, Empty(), as: AuditVerification.self)
+        if json { printJSON(v) } else if v.ok {
+            print("audit trail intact: \(v.entries) entries, every hash and link recomputed")
+        } else {
+            print("audit trail BROKEN at entry \(v.firstBadSeq.map(String.init) ?? "?"): \(v.problem ?? "")")
+        }
+        if !v.ok { exit(exitRefused) }
+    case ("audit", "export"):
+        let export = try client.call(.auditExport, Empty(), as: AuditExport.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var lines = Data()
+        for entry in export.entries {
+            lines.append(try encoder.encode(entry))
+            lines.append(0x0A)
+        }
+        if let output = args.value("output") {
+            try lines.write(to: URL(fileURLWithPath: output), options: .atomic)
+            FileHandle.standardError.write(Data("wrote \(export.entries.count) entries to \(output)\n".utf8))
+        } else {
+            FileHandle.standardOutput.write(lines)
         }
     default:
         fail("unknown command '\(words.joined(separator: " "))'\n\(usage)", exitUsage)

@@ -200,6 +200,22 @@ package final class ControllerService: Sendable {
                                             devices: Int(devices), crlNumber: number, crlNextUpdate: next, issued: Int(issued))
                 }
                 return AdminResponse(result: status)
+            case .auditVerify:
+                // Verify first, then record that someone looked.
+                let verification = try store.withConnection { db -> AuditVerification in
+                    let v = try AuditChain.verify(db)
+                    try db.audit(time: clock(), actor: actor, action: "audit.verify", target: "-", outcome: v.ok ? "ok" : "broken",
+                                 detail: v.problem ?? "entries=\(v.entries)")
+                    return v
+                }
+                return AdminResponse(result: verification)
+            case .auditExport:
+                let entries = try store.withConnection { db -> [AuditEntry] in
+                    let all = try AuditChain.entries(db)
+                    try db.audit(time: clock(), actor: actor, action: "audit.export", target: "-", outcome: "ok", detail: "entries=\(all.count)")
+                    return all
+                }
+                return AdminResponse(result: AuditExport(entries: entries))
             }
         } catch let error as WireError {
             auditRefusal(request, actor: actor, error: error)

@@ -24,11 +24,20 @@ package final class Store: @unchecked Sendable {
         try withConnection { db in try db.transaction { try body(db) } }
     }
 
-    static let schemaVersion: Int64 = 1
+    static let schemaVersion: Int64 = 2
 
     private static func migrate(_ db: SQLiteConnection) throws {
         let version = try db.query("PRAGMA user_version").first?.first?.int ?? 0
         guard version < schemaVersion else { return }
+        if version < 1 { try createVersion1(db) }
+        // v2: the audit trail becomes a hash chain.
+        try db.transaction {
+            try AuditChain.migrate(db)
+            try db.execute("PRAGMA user_version = 2")
+        }
+    }
+
+    private static func createVersion1(_ db: SQLiteConnection) throws {
         try db.transaction {
             try db.execute("""
             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -107,9 +116,8 @@ extension SQLiteConnection {
         try query("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [.text(key), .text(value)])
     }
 
-    /// Appends to the audit trail (who, what, on which target, outcome, detail).
+    /// Appends to the hash-chained audit trail (who, what, on which target, outcome, detail).
     package func audit(time: Date, actor: String, action: String, target: String, outcome: String, detail: String = "") throws {
-        try query("INSERT INTO audit(time, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                  [.int(Int64(time.timeIntervalSince1970)), .text(actor), .text(action), .text(target), .text(outcome), .text(detail)])
+        try AuditChain.append(self, time: time, actor: actor, action: action, target: target, outcome: outcome, detail: detail)
     }
 }

@@ -13,6 +13,8 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case deviceShow = "device.show"
     case deviceRevoke = "device.revoke"
     case status = "status"
+    case auditVerify = "audit.verify"
+    case auditExport = "audit.export"
 }
 
 package struct AdminRequest: Codable, Sendable {
