@@ -5,7 +5,8 @@
 # missing is installed; nothing is done when everything is there.
 set -euo pipefail
 
-debs=(libssl-dev libmosquitto-dev libsqlite3-dev sqlite3 mosquitto mosquitto-clients openssl python3 python3-pip pkg-config)
+# libfaketime: the agent's clock-skew tests run it with a shifted clock (LD_PRELOAD).
+debs=(libssl-dev libmosquitto-dev libsqlite3-dev sqlite3 mosquitto mosquitto-clients openssl python3 python3-pip pkg-config libfaketime)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,8 @@
 # the bundle and is valid now, connects, and renews again.
 #   ./scripts/soak-crash.sh [TRIALS]     (default 200)
 #   SOAK_DEVICES  agents crashing in parallel (default 4)
-#   SOAK_TTL      certificate lifetime (default 10s; a trial lasts about 2/3 of it)
+#   SOAK_TTL      certificate lifetime (default 20s; a trial lasts about 2/3 of it:
+#                 shorter ones leave too little slack between a restart and expiry)
 #   KEEP=1        keep the temporary directory
 # Prints trials, failures and recoveries per crash point; exits 1 on any failure.
 set -euo pipefail
@@ -14,7 +15,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${LANYARD_BIN:-$(cd "$root" && swift build --show-bin-path)}"
 trials="${1:-200}"
 devices="${SOAK_DEVICES:-4}"
-ttl="${SOAK_TTL:-10s}"
+ttl="${SOAK_TTL:-20s}"
 points=(after-keygen after-publish after-reply mid-write after-swap)
 for b in lanyard-controller lanyard-agent lanyardctl; do
   [ -x "$bin/$b" ] || { echo "soak: $bin/$b is missing; run 'swift build' first" >&2; exit 1; }
@@ -69,7 +70,7 @@ worker() {
     # The crash comes at the next renewal: at most a lifetime away.
     rc=timeout
     for _ in $(seq 300); do
-      if ! kill -0 "$pid" 2>/dev/null; then rc=0; wait "$pid" || rc=$?; break; fi
+      if ! kill -0 "$pid" 2>/dev/null; then rc=0; { wait "$pid"; } 2>/dev/null || rc=$?; break; fi
       sleep 0.1
     done
     if [ "$rc" != 137 ]; then
@@ -106,7 +107,8 @@ for ((d = 1; d <= devices; d++)); do
 done
 for ((d = 1; d <= devices; d++)); do
   share=$((trials / devices + (d <= trials % devices ? 1 : 0)))
-  worker "soak-$d" "$share" &
+  # stderr off: bash reports every agent it reaps after SIGKILL as "Killed".
+  worker "soak-$d" "$share" 2>/dev/null &
   workers+=($!)
 done
 for w in "${workers[@]}"; do wait "$w" || true; done

@@ -60,13 +60,30 @@ struct ReplyValidatorTests {
         #expect(reason?.hasPrefix("certificate does not verify") == true)
     }
 
-    @Test("an expired (or not yet valid) certificate is refused")
+    @Test("an expired (or not yet valid) certificate is refused when the controller's issuedAt does not vouch for it either")
     func expired() throws {
         let chain = try pki.issueDevice("gw-1", key: key, ttl: 3600)
         let later = referenceTime.addingTimeInterval(3601)
-        #expect(invalidReason(ReplyValidator.check(reply(chain), pendingKey: key, device: device, trust: pki.bundle, now: later))?.contains("expired") == true)
+        var stale = reply(chain)
+        stale.issuedAt = Int64(later.timeIntervalSince1970)
+        #expect(invalidReason(ReplyValidator.check(stale, pendingKey: key, device: device, trust: pki.bundle, now: later))?.contains("expired") == true)
+        stale.issuedAt = nil
+        #expect(invalidReason(ReplyValidator.check(stale, pendingKey: key, device: device, trust: pki.bundle, now: later))?.contains("expired") == true)
         let earlier = referenceTime.addingTimeInterval(-3600)
-        #expect(invalidReason(ReplyValidator.check(reply(chain), pendingKey: key, device: device, trust: pki.bundle, now: earlier)) != nil)
+        stale.issuedAt = Int64(earlier.timeIntervalSince1970)
+        #expect(invalidReason(ReplyValidator.check(stale, pendingKey: key, device: device, trust: pki.bundle, now: earlier)) != nil)
+    }
+
+    @Test("a device clock a day ahead or an hour behind still accepts a certificate valid at the controller's issuedAt")
+    func skewedClock() throws {
+        let chain = try pki.issueDevice("gw-1", key: key, ttl: 3600)
+        for skew in [86400.0, -3600, 300, -300] {
+            let outcome = ReplyValidator.check(reply(chain), pendingKey: key, device: device, trust: pki.bundle, now: now.addingTimeInterval(skew))
+            guard case .issued = outcome else { Issue.record("skew \(skew): \(outcome)"); continue }
+        }
+        // The skew fallback never rescues a certificate for another key.
+        let other = try pki.issueDevice("gw-1", key: PrivateKey.generateP256(), ttl: 3600)
+        #expect(invalidReason(ReplyValidator.check(reply(other), pendingKey: key, device: device, trust: pki.bundle, now: now.addingTimeInterval(86400))) != nil)
     }
 
     @Test("a certificate without clientAuth is refused")

@@ -59,4 +59,119 @@ struct AgentFaultTests {
         print("controller-down: \(requests.count) requests while down, gaps \(gaps.map { String(format: "%.2f", $0) }), renewed \(String(format: "%.1f", renewedAfter)) s after return")
         passed = true
     }
+
+    @Test("device clock 5 minutes behind, 5 minutes ahead, or stepped a day forward while running: the agent keeps renewing and reports the skew")
+    func skewedAndJumpingClock() async throws {
+        try #require(FileManager.default.fileExists(atPath: Fleet.fakeTimeLibrary), "libfaketime is missing: run scripts/install-deps.sh")
+        // libfaketime cannot set a clock back under Swift: it shifts the
+        // absolute CLOCK_BOOTTIME timerfd deadlines Dispatch uses for
+        // Task.sleep by the negative offset, so every sleep lasts 5 minutes
+        // more. A device 5 minutes behind is therefore a controller 5 minutes
+        // ahead, and every offset below is positive.
+        let fleet = try Fleet(ttl: "12s")
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        fleet.stopController()
+        try fleet.startController(environment: Fleet.fakeTime("+300"))
+        let jumpFile = "\(fleet.directory)/faketime-jump"
+        try "+300".write(toFile: jumpFile, atomically: true, encoding: .utf8)
+        let clocks: [(id: String, env: [String: String], skew: Int)] = [
+            ("gw-behind", [:], -300),
+            ("gw-ahead", Fleet.fakeTime("+600"), 300),
+            ("gw-jumper", Fleet.fakeTime(file: jumpFile), 86400),
+        ]
+
+        // 01 — all three enroll and renew once on their wrong clocks.
+        for c in clocks {
+            try fleet.register(c.id)
+            try fleet.startAgent(c.id, environment: c.env)
+        }
+        try await fleet.wait("every agent to enroll, connect and renew once", timeout: 40) {
+            try clocks.allSatisfy { c in
+                let s = try fleet.agentStatus(c.id, environment: c.env)
+                return s["connected"] as? Bool == true && (s["renewals"] as? Int ?? 0) >= 1
+            }
+        }
+        for c in clocks where c.id != "gw-jumper" {
+            let s = try fleet.agentStatus(c.id, environment: c.env)
+            let skew = s["clockSkewSeconds"] as? Int ?? 0
+            #expect(abs(skew - c.skew) <= 5, "\(c.id): reported skew \(skew), expected about \(c.skew)")
+            #expect(s["exitStatus"] as? Int == 0 && s["health"] as? String == "healthy", "\(c.id): \(s)")
+            #expect(fleet.agentLog(c.id).contains("clock skew against the controller"), "\(c.id) did not warn about its skew")
+            #expect(samplePair(in: fleet.stateDirectory(c.id)).isSuccess)
+        }
+
+        // 02 — gw-jumper's wall clock steps a day forward: its certificate now
+        // looks long expired to it. It keeps its timer, renews on the
+        // controller's timeline (the broker judges the certificate by its own
+        // clock), stays connected and reports a day of skew.
+        let before = try fleet.agentStatus("gw-jumper", environment: clocks[2].env)["renewals"] as? Int ?? 0
+        try "+86700".write(toFile: jumpFile, atomically: true, encoding: .utf8)
+        try await fleet.wait("gw-jumper to renew twice after the step", timeout: 40) {
+            let s = try fleet.agentStatus("gw-jumper", environment: clocks[2].env)
+            return (s["renewals"] as? Int ?? 0) >= before + 2 && s["connected"] as? Bool == true
+        }
+        let jumped = try fleet.agentStatus("gw-jumper", environment: clocks[2].env)
+        let skew = jumped["clockSkewSeconds"] as? Int ?? 0
+        #expect(abs(skew - 86400) <= 5, "reported skew \(skew) after a day's step")
+        #expect(jumped["state"] as? String == "active" && jumped["exitStatus"] as? Int == 0, "\(jumped)")
+        #expect(samplePair(in: fleet.stateDirectory("gw-jumper")).isSuccess)
+        #expect(!fleet.agentLog("gw-jumper").contains("certificate expired while offline"))
+
+        // 03 — stopped, its clock set right again (NTP) and restarted: the
+        // state it saved a day "ahead" must not make its good credential look
+        // expired (the saved time is read on the controller's timeline). It
+        // keeps its credential, does not try to re-enroll, and renews. (A
+        // restart with the clock still a day ahead is not tested here: under
+        // libfaketime a Swift process started with a large offset never wakes
+        // from Task.sleep, as libfaketime rewrites Dispatch's absolute
+        // CLOCK_BOOTTIME timerfd deadlines by the offset.)
+        fleet.stopAgent("gw-jumper")
+        try "+300".write(toFile: jumpFile, atomically: true, encoding: .utf8)
+        let beforeRestart = try fleet.agentStatus("gw-jumper", environment: clocks[2].env)["renewals"] as? Int ?? 0
+        try fleet.startAgent("gw-jumper", environment: clocks[2].env)
+        try await fleet.wait("gw-jumper to renew after a restart on its corrected clock", timeout: 20) {
+            let s = try fleet.agentStatus("gw-jumper", environment: clocks[2].env)
+            return (s["renewals"] as? Int ?? 0) > beforeRestart && s["connected"] as? Bool == true
+        }
+        #expect(!fleet.agentLog("gw-jumper").contains("enrollment refused"))
+        print("clock: behind/ahead/jumper skews \(try clocks.map { try fleet.agentStatus($0.id, environment: $0.env)["clockSkewSeconds"] as? Int ?? 0 }),"
+              + " step seen by the timer: \(fleet.agentLog("gw-jumper").contains("wall clock stepped"))")
+        passed = true
+    }
+
+    @Test("offline past notAfter, with no way to renew: state expired, status exits 2, a handful of TLS attempts a minute")
+    func offlinePastExpiry() async throws {
+        let fleet = try Fleet(ttl: "10s")
+        var passed = false
+        var broker: Broker?
+        defer { broker?.stop(); fleet.shutdown(keep: !passed) }
+        let id = "gw-offline"
+        try fleet.register(id)
+        try fleet.startAgent(id)
+        try await fleet.wait("the agent to enroll and connect", timeout: 20) { try fleet.agentStatus(id)["connected"] as? Bool == true }
+        let notAfter = Date(timeIntervalSince1970: TimeInterval(try fleet.agentStatus(id)["notAfter"] as? Int ?? 0))
+
+        // 01 — no controller, no broker, until the certificate has expired; then
+        // the broker comes back (same ports) and refuses the expired certificate.
+        fleet.stopController()
+        fleet.broker.stop()
+        try await Task.sleep(for: .seconds(max(0, notAfter.timeIntervalSinceNow) + 1))
+        broker = try Broker.start(pkiDirectory: fleet.pki, crlFile: fleet.crl, operationalPort: fleet.broker.operationalPort,
+                                  bootstrapPort: fleet.broker.bootstrapPort)
+        try await fleet.wait("the agent to report expired", timeout: 40) {
+            fleet.agentLog(id).contains("certificate expired while offline")
+        }
+        // 02 — then only slow attempts: at most three in the next 30 s.
+        try await Task.sleep(for: .seconds(30))
+        let expiredAt = fleet.agentLogTimes(id, containing: "certificate expired while offline").first ?? 0
+        let attempts = fleet.agentLogTimes(id, containing: "broker connection lost").filter { $0 > expiredAt + 0.5 && $0 <= expiredAt + 30 }
+        #expect(attempts.count >= 1 && attempts.count <= 3, "attempts in the 30 s after expiry: \(attempts.map { $0 - expiredAt })")
+        let status = try fleet.agentStatus(id, environment: [:])
+        #expect(status["state"] as? String == "expired" && status["health"] as? String == "expired", "\(status)")
+        #expect(status["exitStatus"] as? Int == 2)
+        #expect(fleet.agent(id)?.isRunning == true, "an expired agent stays up, waiting")
+        print("offline-expired: \(attempts.count) attempts in 30 s after expiry at \(attempts.map { String(format: "%.1f", $0 - expiredAt) })")
+        passed = true
+    }
 }

@@ -51,9 +51,11 @@ final class Fleet: @unchecked Sendable {
         try startController()
     }
 
-    func startController() throws {
+    /// - Parameter environment: added to this process's (FleetFaults: a faked clock).
+    func startController(environment: [String: String]? = nil) throws {
         let process = try ChildProcess("\(bin)/lanyard-controller", ["run", "--config", "\(controllerDirectory)/controller.conf"],
-                                       outputPath: controllerLogPath)
+                                       outputPath: controllerLogPath,
+                                       environment: environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } })
         lock.withLock { controller = process }
         try waitSync("controller admin API and broker connection", timeout: 15) {
             (try? self.status())?["brokerConnected"] as? Bool == true

@@ -7,7 +7,8 @@ import TestSupport
 extension Fleet {
     /// libfaketime from the Debian package `libfaketime` (installed by
     /// `scripts/install-deps.sh --test`).
-    static let fakeTimeLibrary = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+    static let fakeTimeLibrary = ["x86_64", "aarch64"].map { "/usr/lib/\($0)-linux-gnu/faketime/libfaketime.so.1" }
+        .first { FileManager.default.fileExists(atPath: $0) } ?? "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
     /// Starts an agent with `extra` added to this process's environment.
     func startAgent(_ id: String, environment extra: [String: String]) throws {
@@ -22,7 +23,15 @@ extension Fleet {
     /// read from that file on every call instead, so a test can jump the
     /// clock of a running process by rewriting it.
     static func fakeTime(_ spec: String? = nil, file: String? = nil) -> [String: String] {
-        var env = ["LD_PRELOAD": fakeTimeLibrary, "FAKETIME_DONT_FAKE_MONOTONIC": "1"]
+        // A real clock step moves CLOCK_REALTIME only; keep the monotonic clock real too.
+        var env = ["LD_PRELOAD": fakeTimeLibrary, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                   // Without it, libfaketime creates shared memory at load and
+                   // setenv()s FAKETIME_SHARED, which moves `environ`; Swift on
+                   // Linux finds argv next to the original environ, so the agent
+                   // would see no arguments. Objects that do not exist make
+                   // libfaketime go without (it needs them only to share a
+                   // start time between processes).
+                   "FAKETIME_SHARED": "/lanyard-no-sem /lanyard-no-shm"]
         if let spec { env["FAKETIME"] = spec }
         if let file {
             env["FAKETIME_TIMESTAMP_FILE"] = file
@@ -31,14 +40,30 @@ extension Fleet {
         return env
     }
 
-    /// Sets `key = value` in a section of a registered device's agent.conf
-    /// (the section must exist; the key must not be set yet).
+    /// Sets `key = value` in a section of a registered device's agent.conf,
+    /// replacing the key's line when it is already set (the section must exist).
     func setAgentOption(_ id: String, section: String, _ key: String, _ value: String) throws {
         let path = "\(agentDirectory(id))/agent.conf"
-        let config = try String(contentsOfFile: path, encoding: .utf8)
-        let header = "[\(section)]\n"
-        guard config.contains(header) else { throw SampleProblem("no [\(section)] in \(path)") }
-        try config.replacingOccurrences(of: header, with: header + "\(key) = \(value)\n").write(toFile: path, atomically: true, encoding: .utf8)
+        var lines = try String(contentsOfFile: path, encoding: .utf8).components(separatedBy: "\n")
+        if let i = lines.firstIndex(where: { $0.hasPrefix("\(key) =") || $0.hasPrefix("\(key)=") }) {
+            lines[i] = "\(key) = \(value)"
+        } else if let i = lines.firstIndex(of: "[\(section)]") {
+            lines.insert("\(key) = \(value)", at: i + 1)
+        } else {
+            throw SampleProblem("no [\(section)] in \(path)")
+        }
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// `lanyard-agent status --json` run with extra environment (the device's
+    /// faked clock: status judges time left on the device's clock too).
+    func agentStatus(_ id: String, environment: [String: String]) throws -> [String: Any] {
+        let result = try TestProcess.run("\(bin)/lanyard-agent", ["status", "--json", "--config", "\(agentDirectory(id))/agent.conf"],
+                                         environment: environment)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] else {
+            throw TestProcess.Failure(command: ["lanyard-agent", "status"], result: result)
+        }
+        return object.merging(["exitStatus": Int(result.exitCode)]) { $1 }
     }
 
     /// Seconds of the day (UTC, from the log's `HH:MM:SS.mmm` prefix) of the

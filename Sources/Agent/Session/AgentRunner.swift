@@ -13,6 +13,10 @@ enum AgentEvent: Sendable {
     /// The renewal timer fired; the number tells stale timers apart.
     case renewDue(Int)
     case stop(String)
+    /// A hook ended (it runs on its own thread).
+    case hookFinished(HookOutcome)
+    /// Time to tell systemd's watchdog the event loop is alive.
+    case watchdog
 }
 
 /// `lanyard-agent run`: holds the device credential, renews it before it
@@ -22,7 +26,8 @@ package final class AgentRunner {
     let configuration: AgentConfiguration
     let store: CredentialStore
     let log = Logger(component: "agent")
-    let trust: [Certificate]
+    /// The configured trust_bundle, or the one a `bundle` command installed in the state directory.
+    var trust: [Certificate]
     let notifier = SystemdNotifier()
     let stop: ShutdownSignal
 
@@ -36,6 +41,12 @@ package final class AgentRunner {
     var timer: Task<Void, Never>?
     var continuation: AsyncStream<AgentEvent>.Continuation?
     var rng = SystemRandomNumberGenerator()
+    /// The generation recovered from disk at start-up: its measured skew may be stale (AgentRunner+Clock).
+    var recoveredGeneration: Int?
+    /// The swapped-in generation awaiting its first broker connection.
+    var fallback = CredentialFallback()
+    /// Enrollment installed a credential: run on_renew once the loop is up.
+    var enrollmentHookPending = false
 
     struct PendingRenewal {
         var request: RenewRequest
@@ -44,7 +55,7 @@ package final class AgentRunner {
 
     /// Exit statuses for systemd and scripts.
     package enum Exit: Int32 {
-        case stopped = 0, failure = 1, enrollmentRefused = 3, configuration = 78
+        case stopped = 0, failure = 1, enrollmentRefused = 3, retired = 4, configuration = 78
     }
 
     package init(configuration: AgentConfiguration, stop: ShutdownSignal) throws {
@@ -53,17 +64,23 @@ package final class AgentRunner {
         store = try CredentialStore(directory: configuration.stateDirectory, deviceID: configuration.deviceID)
         let bundle = try AtomicFile.readText(configuration.trustBundle, limit: 1 << 20)
         trust = try Certificate.chain(fromPEM: bundle)
+        if let installed = TrustBundleUpdate.load(stateDirectory: configuration.stateDirectory) { trust = installed }
         state = AgentState.load(from: configuration.stateDirectory)
     }
 
     package func run() async throws -> Exit {
+        if RetiredMarker.exists(in: configuration.stateDirectory) {
+            log.warning("this device was retired; not starting (exit 4 keeps systemd from restarting it)", ["device": configuration.deviceID.rawValue])
+            notifier.notify("STATUS=retired")
+            return .retired
+        }
         if state.state == "revoked" {
             log.warning("this device's credential was revoked; waiting for an operator (re-enrollment)", ["device": configuration.deviceID.rawValue])
             notifier.notify("READY=1\nSTATUS=revoked")
             _ = await stop.wait()
             return .stopped
         }
-        let (recovered, repairs) = store.recover(trust: trust, now: Date())
+        let (recovered, repairs) = recoverCredential()
         for repair in repairs { log.warning("credential store repaired", ["what": repair]) }
         credential = recovered
         if credential == nil {
@@ -78,10 +95,12 @@ package final class AgentRunner {
                     return .stopped
                 }
                 credential = enrolled
+                enrollmentHookPending = true
                 // The controller's per-device seq keeps counting across
                 // enrollments, so lastSeq is kept; commands signed before this
                 // enrollment are refused by their iat.
                 updateState { $0.enrolledAt = enrolled.metadata.issuedAt }
+                recordSkew(receivedAt: enrolled.metadata.receivedAt, issuedAt: enrolled.metadata.issuedAt)
             } catch let failure as Enrollment.Failure {
                 log.error("enrollment refused", ["code": failure.error.code, "reason": failure.error.message])
                 updateState { $0.state = "expired"; $0.lastError = failure.error.description }
@@ -97,7 +116,7 @@ package final class AgentRunner {
         guard let credential else { return .failure }
         let device = configuration.deviceID
         var mqttConfig = MQTTConfiguration(host: configuration.brokerHost, port: configuration.operationalPort,
-                                           clientID: device.rawValue, caFile: configuration.trustBundle)
+                                           clientID: device.rawValue, caFile: brokerCAFile)
         // Through the `current` symlink: libmosquitto re-reads these on every
         // connect, so a swapped generation is picked up by a reconnect.
         mqttConfig.certFile = store.certificatePath
@@ -126,8 +145,15 @@ package final class AgentRunner {
             $0.notAfter = Int64(credential.leaf.notAfter.timeIntervalSince1970)
         }
         scheduleRenewal()
+        watchUnconfirmedSwap(current: credential)
+        let watchdog = Watchdog.start { continuation.yield(.watchdog) }
+        defer { watchdog?.cancel() }
         client.start()
         notifier.notify("READY=1\nSTATUS=active serial=\(credential.leaf.serialHex)")
+        if enrollmentHookPending {
+            enrollmentHookPending = false
+            runHook(.renew, for: credential)
+        }
 
         for await event in events {
             switch event {
@@ -141,6 +167,10 @@ package final class AgentRunner {
                 startRenewal(reason: "scheduled", campaign: nil)
             case .mqtt(let mqttEvent):
                 if let exit = handle(mqttEvent) { return exit }
+            case .hookFinished(let outcome):
+                hookFinished(outcome)
+            case .watchdog:
+                notifier.notify("WATCHDOG=1")
             }
         }
         return .stopped
@@ -151,13 +181,20 @@ package final class AgentRunner {
         case .connected:
             log.info("connected to the broker", ["serial": credential?.leaf.serialHex ?? "-"])
             updateState { $0.connected = true }
+            client?.setReconnectFloor(0)
+            if let generation = credential?.generation { perform(fallback.connected(generation: generation)) }
             publishState(state.state)
             // A renewal that came due while offline goes now.
             if let deadline = renewalDeadline, deadline <= Date(), pending == nil { startRenewal(reason: "scheduled", campaign: nil) }
         case .connectionFailed(let why), .disconnected(let why):
             log.log(why.contains("reconnect requested") ? .info : .warning, "broker connection lost", ["reason": why])
             updateState { $0.connected = false }
-            if let credential, credential.leaf.notAfter <= Date() {
+            perform(fallback.connectionFailed(deliberate: why.contains("reconnect requested"), now: Date()))
+            if let credential, credential.leaf.notAfter <= controllerNow() {
+                // The broker will refuse every handshake until the device is
+                // re-enrolled: a few attempts a minute, not a tight loop.
+                client?.setReconnectFloor(AgentRunner.expiredReconnectFloor)
+                if state.state != "expired" { log.error("certificate expired while offline; retrying the broker slowly", ["not_after": credential.leaf.notAfter.formatted(.iso8601)]) }
                 updateState { $0.state = "expired"; $0.lastError = "certificate expired while offline" }
             }
         case .subscriptionRefused(let why):
@@ -180,8 +217,10 @@ package final class AgentRunner {
         if let delay {
             deadline = Date().addingTimeInterval(delay)
         } else {
-            let issuedAt = Date(timeIntervalSince1970: TimeInterval(credential.metadata.issuedAt))
-            deadline = RenewalSchedule.deadline(issuedAt: issuedAt, notAfter: credential.leaf.notAfter,
+            // The lifetime runs on the controller's clock; placed on this
+            // device's clock by the skew measured when the reply came.
+            let lifetime = localLifetime(of: credential)
+            deadline = RenewalSchedule.deadline(issuedAt: lifetime.start, notAfter: lifetime.end,
                                                 fraction: credential.metadata.renewAt ?? configuration.renewAt,
                                                 jitter: configuration.renewJitter, using: &rng)
             renewalDeadline = deadline
@@ -191,14 +230,8 @@ package final class AgentRunner {
         let generation = timerGeneration
         timer?.cancel()
         let continuation = self.continuation
-        timer = Task {
-            // Sleep in slices of at most five minutes and look at the wall clock
-            // again, so a clock step forward or back moves the deadline with it.
-            while true {
-                let remaining = deadline.timeIntervalSinceNow
-                if remaining <= 0 { break }
-                do { try await Task.sleep(for: .seconds(min(remaining, 300))) } catch { return }
-            }
+        timer = Task { [log] in
+            guard await AgentRunner.sleep(until: deadline, log: log) else { return }
             continuation?.yield(.renewDue(generation))
         }
     }
@@ -235,7 +268,7 @@ package final class AgentRunner {
             // No reply within the timeout (plus backoff after failures): ask again.
             let backoff = retryAttempt == 0 ? 0 : RenewalSchedule.retryDelay(
                 attempt: retryAttempt, cap: configuration.maxRetryDelay.timeInterval,
-                remaining: credential.leaf.notAfter.timeIntervalSinceNow, using: &rng)
+                remaining: credential.leaf.notAfter.timeIntervalSince(controllerNow()), using: &rng)
             retryAttempt += 1
             scheduleRenewal(after: configuration.requestTimeout.timeInterval + backoff)
         } catch {
@@ -244,11 +277,11 @@ package final class AgentRunner {
         }
     }
 
-    private func retryLater() {
+    func retryLater() {
         guard let credential else { return }
         retryAttempt += 1
         let delay = RenewalSchedule.retryDelay(attempt: retryAttempt, cap: configuration.maxRetryDelay.timeInterval,
-                                               remaining: credential.leaf.notAfter.timeIntervalSinceNow, using: &rng)
+                                               remaining: credential.leaf.notAfter.timeIntervalSince(controllerNow()), using: &rng)
         scheduleRenewal(after: delay)
     }
 
@@ -269,14 +302,14 @@ package final class AgentRunner {
             do {
                 let now = Int64(Date().timeIntervalSince1970)
                 let meta = GenerationMetadata(issuedAt: reply.issuedAt ?? now, renewAt: reply.renewAt, receivedAt: now)
+                let replaced = credential
                 let installed = try store.install(key: pending.key, chain: chain, metadata: meta)
                 CrashPoint.afterSwap.reach()
                 credential = installed
+                fallback.installed(generation: installed.generation, previous: replaced?.generation, previousNotAfter: replaced?.leaf.notAfter)
                 self.pending = nil
                 retryAttempt = 0
-                if let issuedAt = reply.issuedAt, abs(issuedAt - now) > 60 {
-                    log.warning("clock skew against the controller", ["skew_seconds": String(now - issuedAt)])
-                }
+                recordSkew(receivedAt: now, issuedAt: reply.issuedAt)
                 updateState {
                     $0.state = "active"
                     $0.serial = installed.leaf.serialHex
@@ -290,6 +323,7 @@ package final class AgentRunner {
                 scheduleRenewal()
                 // Reconnect so the broker session runs on the new certificate.
                 client?.reconnectNow()
+                runHook(.renew, for: installed)
             } catch {
                 log.error("cannot install the new certificate; keeping the current one", ["error": "\(error)"])
                 retryLater()
@@ -342,6 +376,10 @@ package final class AgentRunner {
             case "revoke":
                 ack(CommandAck(jti: claims.jti, outcome: "done"))
                 revokeLocally(reason: claims.args?["reason"] ?? "revoked by the controller")
+            case "retire":
+                return retire(jti: claims.jti)
+            case "bundle":
+                installBundle(jti: claims.jti, args: claims.args)
             default:
                 ack(CommandAck(jti: claims.jti, outcome: "refused", code: "not_supported", message: "\(claims.cmd) is not supported by this agent"))
             }
@@ -361,6 +399,9 @@ package final class AgentRunner {
     /// stay alive in `revoked`.
     private func revokeLocally(reason: String) {
         log.warning("credential revoked; erasing keys", ["reason": reason])
+        let revoked = credential
+        // Nothing to fall back to once the keys are gone.
+        fallback = CredentialFallback()
         timer?.cancel()
         pending = nil
         publishState("revoked")
@@ -378,15 +419,16 @@ package final class AgentRunner {
             $0.lastError = "revoked: \(reason)"
         }
         notifier.notify("STATUS=revoked")
+        if let revoked { runHook(.revoke, for: revoked) }
     }
 
-    private func ack(_ ack: CommandAck) {
+    func ack(_ ack: CommandAck) {
         do { try client?.publish(topic: Topics.ack(configuration.deviceID), payload: WireCodec.encode(ack), qos: 1) } catch {
             log.warning("ack not sent", ["error": "\(error)"])
         }
     }
 
-    private func publishState(_ name: String) {
+    func publishState(_ name: String) {
         guard let client, client.isConnected else { return }
         let report = DeviceStateReport(state: name, serial: credential?.leaf.serialHex,
                                        notAfter: credential.map { Int64($0.leaf.notAfter.timeIntervalSince1970) },

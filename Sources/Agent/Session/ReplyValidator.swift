@@ -28,8 +28,20 @@ package enum ReplyValidator {
         guard leaf.uriSANs.contains(where: { $0.hasPrefix("spiffe://") && $0.hasSuffix("/device/\(device.rawValue)") }) else {
             return .invalid("certificate lacks this device's SPIFFE id")
         }
-        let verdict = ChainVerifier(trustAnchors: trust).verify(leaf, intermediates: Array(chain.dropFirst()), at: now,
-                                                                requiredEKU: ExtendedKeyUsage.clientAuth)
+        let verifier = ChainVerifier(trustAnchors: trust)
+        var verdict = verifier.verify(leaf, intermediates: Array(chain.dropFirst()), at: now, requiredEKU: ExtendedKeyUsage.clientAuth)
+        // A device clock that is off (no RTC, NTP not synced yet, a manual
+        // step) must not stop renewal. The certificate is for the key made for
+        // this very request, so it is fresh whatever this clock says: check it
+        // at the controller's time of issuance instead, which must lie inside
+        // its signed validity. The caller records the skew.
+        if !verdict.ok, let issuedAt = reply.issuedAt {
+            let controllerNow = Date(timeIntervalSince1970: TimeInterval(issuedAt))
+            if leaf.notBefore <= controllerNow, controllerNow < leaf.notAfter {
+                let atIssuance = verifier.verify(leaf, intermediates: Array(chain.dropFirst()), at: controllerNow, requiredEKU: ExtendedKeyUsage.clientAuth)
+                if atIssuance.ok { verdict = atIssuance }
+            }
+        }
         guard verdict.ok else { return .invalid("certificate does not verify against the trust bundle: \(verdict.reason ?? "?")") }
         return .issued(chain)
     }

@@ -20,11 +20,15 @@ package struct StatusReport: Codable, Sendable {
     /// Hooks that failed or timed out (see lastError for the latest).
     package var hookFailures: Int
     package var generations: [Int]
-    /// healthy, degraded (an error since the last success), unenrolled, expired or revoked.
+    /// healthy, degraded (an error since the last success), unenrolled, expired, revoked or retired.
     package var health: String
+    /// Device clock minus controller clock, seconds, from the last reply (TrustedClock).
+    package var clockSkewSeconds: Int64? = nil
 
     package static func read(_ configuration: AgentConfiguration, now: Date = Date()) -> StatusReport {
-        let state = AgentState.load(from: configuration.stateDirectory)
+        var state = AgentState.load(from: configuration.stateDirectory)
+        // `retire` erased the state file and left only this marker.
+        if RetiredMarker.exists(in: configuration.stateDirectory) { state.state = "retired" }
         var serial = state.serial
         var notAfter = state.notAfter
         var generations: [Int] = []
@@ -35,11 +39,16 @@ package struct StatusReport: Codable, Sendable {
                 notAfter = Int64(leaf.notAfter.timeIntervalSince1970)
             }
         }
-        let t = Int64(now.timeIntervalSince1970)
+        // On the controller's timeline: with the device clock a day ahead, a
+        // fresh certificate must not read as expired (nor a dead one as alive
+        // with the clock behind).
+        let t = Int64(now.timeIntervalSince1970) - (state.clockSkewSeconds ?? 0)
         let left = notAfter.map { $0 - t }
         let health: String
         if serial == nil && state.state == "enrolling" {
             health = "unenrolled"
+        } else if state.state == "retired" {
+            health = "retired"
         } else if state.state == "revoked" || state.state == "expired" || (left ?? -1) <= 0 {
             health = state.state == "revoked" ? "revoked" : "expired"
         } else if state.lastError != nil {
@@ -47,12 +56,14 @@ package struct StatusReport: Codable, Sendable {
         } else {
             health = "healthy"
         }
-        return StatusReport(device: configuration.deviceID.rawValue, state: state.state, serial: serial, notAfter: notAfter, secondsLeft: left,
+        var report = StatusReport(device: configuration.deviceID.rawValue, state: state.state, serial: serial, notAfter: notAfter, secondsLeft: left,
                             nextRenewal: state.nextRenewal, lastError: state.lastError, connected: state.connected, renewals: state.renewals,
                             hookFailures: state.hookFailures ?? 0, generations: generations, health: health)
+        report.clockSkewSeconds = state.clockSkewSeconds
+        return report
     }
 
-    /// 0 healthy, 1 degraded, 2 unenrolled, expired or revoked.
+    /// 0 healthy, 1 degraded, 2 unenrolled, expired, revoked or retired.
     package var exitStatus: Int32 {
         switch health {
         case "healthy": 0
@@ -74,6 +85,7 @@ package struct StatusReport: Codable, Sendable {
         hook failures \(hookFailures)
         generations   \(generations.isEmpty ? "-" : generations.map { "gen-\($0)" }.joined(separator: ", "))
         last error    \(lastError ?? "-")
+        clock skew    \(clockSkewSeconds.map { "\($0) s (device minus controller)" } ?? "-")
         """
     }
 }

@@ -24,6 +24,9 @@ package struct AgentState: Codable, Sendable, Equatable {
     /// Hooks that failed or timed out since enrollment. Optional so a state
     /// file written before hooks existed still decodes (and keeps lastSeq).
     package var hookFailures: Int?
+    /// Device clock minus controller clock (seconds, positive: the device is
+    /// ahead), measured from the last certificate reply; see TrustedClock.
+    package var clockSkewSeconds: Int64?
     package var updatedAt: Int64 = 0
 
     package init() {}

@@ -67,8 +67,13 @@ package struct CredentialStore: Sendable {
             let meta = try WireCodec.decode(GenerationMetadata.self, from: AtomicFile.read("\(dir)/meta.json", limit: 4096))
             guard chain[0].publicKey == key.publicKey else { return .failure(FileError(path: dir, message: "key does not match the certificate")) }
             guard chain[0].commonName == deviceID.rawValue else { return .failure(FileError(path: dir, message: "certificate is not for \(deviceID)")) }
-            let check = ChainVerifier(trustAnchors: trust).verify(chain[0], intermediates: Array(chain.dropFirst()), at: now,
-                                                                  requiredEKU: ExtendedKeyUsage.clientAuth)
+            let verifier = ChainVerifier(trustAnchors: trust)
+            var check = verifier.verify(chain[0], intermediates: Array(chain.dropFirst()), at: now, requiredEKU: ExtendedKeyUsage.clientAuth)
+            // A clock a little behind the controller's (less than its backdate)
+            // must not throw away a fresh generation as not yet valid.
+            if !check.ok, now < chain[0].notBefore, chain[0].notBefore.timeIntervalSince(now) <= TrustedClock.skewTolerance {
+                check = verifier.verify(chain[0], intermediates: Array(chain.dropFirst()), at: chain[0].notBefore, requiredEKU: ExtendedKeyUsage.clientAuth)
+            }
             guard check.ok else { return .failure(FileError(path: dir, message: "certificate does not verify: \(check.reason ?? "?")")) }
             return .success(Credential(generation: n, key: key, chain: chain, metadata: meta))
         } catch let error as FileError {

@@ -67,6 +67,13 @@ package final class MQTTClient: @unchecked Sendable {
         session.reconnectNow()
     }
 
+    /// Raises the reconnect delay to at least `seconds` (0 restores the
+    /// configured backoff): with an expired certificate every attempt is
+    /// refused, and a handful of TLS handshakes a minute is enough.
+    package func setReconnectFloor(_ seconds: Double) {
+        session.setReconnectFloor(seconds)
+    }
+
     /// True from `.connected` until the connection is lost.
     package var isConnected: Bool {
         session.isConnected
@@ -121,6 +128,8 @@ final class MQTTSession: @unchecked Sendable {
         var reachedReady = false
         /// libmosquitto error log lines of the current attempt (OpenSSL errors).
         var errorLog: [String] = []
+        /// Lowest delay between attempts, set by the owner (see setReconnectFloor).
+        var reconnectFloor: Double = 0
         var thread: pthread_t?
     }
 
@@ -282,6 +291,10 @@ final class MQTTSession: @unchecked Sendable {
         return mid
     }
 
+    func setReconnectFloor(_ seconds: Double) {
+        state.withLock { $0.reconnectFloor = max(0, seconds) }
+    }
+
     func reconnectNow() {
         let active: Bool = state.withLock { state in
             guard state.started, !state.stopping else { return false }
@@ -429,7 +442,8 @@ final class MQTTSession: @unchecked Sendable {
     /// Exponential backoff with full jitter, never below the minimum.
     private func backoff(attempt: Int) -> Double {
         let cap = min(configuration.reconnectMaxDelay, configuration.reconnectMinDelay * pow(2, Double(min(attempt, 30))))
-        return max(configuration.reconnectMinDelay, Double.random(in: 0...cap))
+        let floor = state.withLock { $0.reconnectFloor }
+        return max(configuration.reconnectMinDelay, floor, Double.random(in: 0...cap))
     }
 
     /// Sleeps up to `seconds`, returning early on stop() or reconnectNow().

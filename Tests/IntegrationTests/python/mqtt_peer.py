@@ -4,8 +4,10 @@
 Subcommands print one JSON object on stdout:
   connect   try an mTLS connection with a certificate; exit 0 only if CONNACK succeeded
   intrude   as one device, try to publish to and read another device's topics
-  forge     as the controller's identity, send a device a revoke command signed by
-            some other key, and report the device's ack
+  forge     as the controller's identity, send a device a command (default: revoke,
+            args {"reason": "keyCompromise"}) signed by the given key and chain, and
+            report the device's ack. --cmd picks the command; --arg key=value (repeatable)
+            and --args-file FILE (a JSON object of strings; --arg wins) replace the args.
 """
 import argparse
 import base64
@@ -90,6 +92,25 @@ def cmd_intrude(args):
     return 0
 
 
+def command_args(args):
+    """The command's args: the historical revoke reason unless --arg/--args-file say otherwise."""
+    if not args.arg and not args.args_file:
+        return {"reason": "keyCompromise"}
+    result = {}
+    if args.args_file:
+        with open(args.args_file, encoding="utf-8") as f:
+            loaded = json.load(f)
+        if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
+            raise SystemExit("--args-file must hold a JSON object of strings")
+        result.update(loaded)
+    for item in args.arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--arg needs key=value, got {item!r}")
+        result[key] = value
+    return result
+
+
 def cmd_forge(args):
     with open(args.signer_key, "rb") as f:
         key = serialization.load_pem_private_key(f.read(), password=None)
@@ -99,7 +120,7 @@ def cmd_forge(args):
     now = int(time.time())
     jti = uuid.uuid4().hex
     claims = {"iss": "spiffe://forger", "sub": args.victim, "jti": jti, "seq": args.seq, "iat": now, "exp": now + 600,
-              "cmd": args.cmd_name, "args": {"reason": "keyCompromise"}}
+              "cmd": args.cmd_name, "args": command_args(args)}
     token = jwt.encode(claims, key, algorithm="ES256", headers={"typ": "lanyard-cmd+jwt", "x5c": x5c})
     client = make_client(args, "lanyard-controller")
     acks = []
@@ -135,6 +156,8 @@ def main():
     p.add_argument("--seq", type=int, default=1_000_000)
     p.add_argument("--cmd", dest="cmd_name", default="revoke")
     p.add_argument("--wait", type=float, default=2.0)
+    p.add_argument("--arg", action="append", default=[], help="command argument key=value (repeatable)")
+    p.add_argument("--args-file", help="JSON object of string command arguments")
     args = p.parse_args()
     handlers = {"connect": cmd_connect, "intrude": cmd_intrude, "forge": cmd_forge}
     return handlers[args.command](args)
