@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Dispatch
+import Shared
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -94,37 +95,13 @@ package enum HookRunner {
     package static func run(_ command: String, context: HookContext, timeout: Duration) -> HookOutcome {
         func outcome(_ status: HookOutcome.Status) -> HookOutcome { HookOutcome(event: context.event, status: status) }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
         // No stdin; stdout and stderr stay the agent's (journald keeps them).
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        // Only what exec would not reset: signals the agent ignores.
-        for signal in [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU] {
-            sigaddset(&defaults, signal)
+        let environment = context.environment(path: getenv("PATH").map { String(cString: $0) })
+        let pid: pid_t
+        switch CleanSpawn.spawn("/bin/sh", ["-c", command], environment: environment, newProcessGroup: true) {
+        case .success(let spawned): pid = spawned
+        case .failure(let failure): return outcome(.spawnFailed(failure.description))
         }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-        let words: [String] = ["/bin/sh", "-c", command]
-        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let envp: [UnsafeMutablePointer<CChar>?] = context.environment(path: getenv("PATH").map { String(cString: $0) }).map { strdup($0) } + [nil]
-        defer { envp.forEach { free($0) } }
-
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
-        guard rc == 0 else { return outcome(.spawnFailed(String(cString: strerror(rc)))) }
 
         // Poll rather than block in waitpid: a hook that hangs must not hang
         // this thread past the timeout. Short sleeps first so quick hooks
