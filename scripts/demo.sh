@@ -18,14 +18,12 @@ revoked="${devices[1]}"
 bold() { printf '\033[1m%s\033[0m\n' "$*"; }
 step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
 
-for b in lanyard-controller lanyard-agent lanyardctl; do
-  [ -x "$bin/$b" ] || { echo "demo: $bin/$b is missing; run 'make demo' (it builds first)" >&2; exit 1; }
-done
 
 work="$(mktemp -d /tmp/lanyard-demo.XXXXXX)"
 LANYARD_BIN="$bin"
 # shellcheck source=lib/local-fleet.sh
 source "$root/scripts/lib/local-fleet.sh"
+fleet_check_bin demo
 cleanup() {
   fleet_cleanup
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi

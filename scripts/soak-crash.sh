@@ -17,14 +17,12 @@ trials="${1:-200}"
 devices="${SOAK_DEVICES:-4}"
 ttl="${SOAK_TTL:-20s}"
 points=(after-keygen after-publish after-reply mid-write after-swap)
-for b in lanyard-controller lanyard-agent lanyardctl; do
-  [ -x "$bin/$b" ] || { echo "soak: $bin/$b is missing; run 'swift build' first" >&2; exit 1; }
-done
 
 work="$(mktemp -d /tmp/lanyard-soak.XXXXXX)"
 LANYARD_BIN="$bin"
 # shellcheck source=lib/local-fleet.sh
 source "$root/scripts/lib/local-fleet.sh"
+fleet_check_bin soak
 workers=()
 cleanup() {
   for w in "${workers[@]}"; do kill "$w" 2>/dev/null || true; done

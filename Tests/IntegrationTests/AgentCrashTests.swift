@@ -47,7 +47,11 @@ struct AgentCrashTests {
             let verify = try TestProcess.run("openssl", ["verify", "-CAfile", fleet.bundle, "\(fleet.stateDirectory(p.device))/current/chain.pem"])
             #expect(verify.succeeded, "\(p.point.rawValue): \(verify.stdout) \(verify.stderr)")
             #expect(fleet.agent(p.device)?.isRunning == true)
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: fleet.stateDirectory(p.device)).filter { $0.hasPrefix("tmp-gen-") }
+            // A tmp-gen newer than `current` is the next renewal being written
+            // right now (TTL 12 s: they come every ~8 s), not a leftover.
+            let current = Int(try resolvedGeneration(fleet.stateDirectory(p.device)).split(separator: "-").last ?? "") ?? 0
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: fleet.stateDirectory(p.device))
+                .filter { $0.hasPrefix("tmp-gen-") && (Int($0.dropFirst("tmp-gen-".count)) ?? 0) <= current }
             #expect(leftovers.isEmpty, "\(p.point.rawValue): unfinished install left behind: \(leftovers)")
         }
         // The interrupted write was found and cleaned up at start-up.

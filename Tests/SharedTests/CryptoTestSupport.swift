@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 import Shared
@@ -74,27 +75,8 @@ enum CryptoTools {
     }
 
     static func run(_ executable: String, _ args: [String], in dir: CryptoTempDir) throws -> CryptoToolResult {
-        let id = UUID().uuidString
-        let outPath = dir.path("out-\(id)"), errPath = dir.path("err-\(id)")
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = args
-        process.currentDirectoryURL = dir.url
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        process.waitUntilExit()
-        try out.close()
-        try err.close()
-        return CryptoToolResult(
-            status: process.terminationStatus,
-            stdout: try String(contentsOfFile: outPath, encoding: .utf8),
-            stderr: try String(contentsOfFile: errPath, encoding: .utf8))
+        let result = try TestProcess.run(executable, args, currentDirectory: dir.url.path, timeout: 60)
+        return CryptoToolResult(status: result.exitCode, stdout: result.stdout, stderr: result.stderr)
     }
 }
 

@@ -21,7 +21,7 @@ package final class ChildProcess: @unchecked Sendable {
     /// Starts `path` with `arguments`; stdout and stderr are appended to `outputPath`.
     package init(_ path: String, _ arguments: [String], outputPath: String, environment: [String: String]? = nil) throws {
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
-        switch CleanSpawn.spawn(path, arguments, environment: env, outputPath: outputPath) {
+        switch CleanSpawn.spawn(path, arguments, environment: env, stdoutPath: outputPath, stderrPath: outputPath) {
         case .success(let pid): self.pid = pid
         case .failure(let failure): throw SpawnError(description: failure.description)
         }
@@ -32,10 +32,7 @@ package final class ChildProcess: @unchecked Sendable {
         lock.withLock {
             if exitStatus == nil {
                 var status: Int32 = 0
-                if waitpid(pid, &status, WNOHANG) == pid {
-                    let signal = status & 0x7F
-                    exitStatus = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
-                }
+                if waitpid(pid, &status, WNOHANG) == pid { exitStatus = CleanSpawn.exitStatus(status) }
             }
             return exitStatus
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// Runs a command to completion with a timeout, capturing its output.
 package struct TestProcess {
@@ -29,51 +30,56 @@ package struct TestProcess {
         _ executable: String, _ arguments: [String], stdin: String? = nil,
         environment: [String: String]? = nil, currentDirectory: String? = nil, timeout: Double = 30
     ) throws -> Result {
-        let process = Process()
-        if executable.contains("/") {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [executable] + arguments
-        }
-        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        // posix_spawn and waitpid on this child's pid, not Foundation's
+        // Process: under load its termination notice arrived after the
+        // timeout for a child that had long exited with 0 (seen in CI).
+        let path = executable.contains("/") ? executable : try resolve(executable)
+        var env = ProcessInfo.processInfo.environment
+        if let environment { env.merge(environment) { $1 } }
         // Files, not pipes: no deadlock when a child writes a lot.
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tp-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-        let input = Pipe()
-        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        try process.run()
+        let out = dir.appendingPathComponent("out").path, err = dir.appendingPathComponent("err").path
+        var stdinPath = "/dev/null"
         if let stdin {
-            input.fileHandleForWriting.write(Data(stdin.utf8))
-            try? input.fileHandleForWriting.close()
+            stdinPath = dir.appendingPathComponent("in").path
+            try stdin.write(toFile: stdinPath, atomically: false, encoding: .utf8)
+        }
+        let pid: pid_t
+        switch CleanSpawn.spawn(path, arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdinPath: stdinPath,
+                                stdoutPath: out, stderrPath: err, directory: currentDirectory) {
+        case .success(let spawned): pid = spawned
+        case .failure(let failure): throw Failure(command: [executable] + arguments, result: Result(exitCode: 127, stdout: "", stderr: failure.description, timedOut: false))
         }
         let deadline = Date().addingTimeInterval(timeout)
         var timedOut = false
-        while process.isRunning {
+        var status: Int32 = 0
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid || (reaped < 0 && errno != EINTR) { break }
             if Date() > deadline {
                 timedOut = true
-                kill(process.processIdentifier, SIGKILL)
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
                 break
             }
-            usleep(5_000)
+            usleep(2_000)
         }
-        process.waitUntilExit()
-        try? outHandle.close()
-        try? errHandle.close()
         return Result(
-            exitCode: process.terminationStatus,
-            stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "",
+            exitCode: CleanSpawn.exitStatus(status),
+            stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "",
             timedOut: timedOut)
+    }
+
+    /// A command name looked up in PATH, as a shell would.
+    private static func resolve(_ name: String) throws -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        throw Failure(command: [name], result: Result(exitCode: 127, stdout: "", stderr: "\(name): not found in PATH", timedOut: false))
     }
 
     /// Like `run`, but throws unless the command exits 0.

@@ -4,6 +4,13 @@
 # functions in order. Everything started is stopped by fleet_cleanup.
 
 fleet_pids=()
+
+# fleet_check_bin WHO: the three executables exist in $LANYARD_BIN.
+fleet_check_bin() {
+  for b in lanyard-controller lanyard-agent lanyardctl; do
+    [ -x "$LANYARD_BIN/$b" ] || { echo "$1: $LANYARD_BIN/$b is missing; build first (make build)" >&2; exit 1; }
+  done
+}
 fleet_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # fleet_init DIR TTL: controller PKI and config, broker config on free ports.

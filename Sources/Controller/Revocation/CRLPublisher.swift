@@ -106,11 +106,10 @@ package struct CRLPublisher: Sendable {
     }
 
     private func runShell(_ command: String) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        do { try process.run() } catch { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
+        let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        guard case .success(let pid) = CleanSpawn.spawn("/bin/sh", ["-c", command], environment: environment) else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return CleanSpawn.exitStatus(status)
     }
 }

@@ -16,18 +16,29 @@ import Glibc
 package enum CleanSpawn {
     /// - Parameters:
     ///   - environment: `KEY=value` strings, exactly what the child gets.
-    ///   - outputPath: stdout and stderr appended to this file; nil keeps the parent's.
+    ///   - stdinPath: read as standard input.
+    ///   - stdoutPath, stderrPath: appended to; nil keeps the parent's. The
+    ///     same path for both shares one descriptor, so lines interleave in order.
+    ///   - directory: the child's working directory; nil keeps the parent's.
     ///   - newProcessGroup: the child leads its own group, so a timeout can kill its descendants too.
     /// - Returns: the pid, or the `strerror` text of the failure.
-    package static func spawn(_ path: String, _ arguments: [String], environment: [String], outputPath: String? = nil,
+    package static func spawn(_ path: String, _ arguments: [String], environment: [String], stdinPath: String = "/dev/null",
+                              stdoutPath: String? = nil, stderrPath: String? = nil, directory: String? = nil,
                               newProcessGroup: Bool = false) -> Result<pid_t, SpawnFailure> {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if let outputPath {
-            posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let directory { spawnAddChdir(&actions, directory) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0)
+        if let stdoutPath {
+            posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        }
+        if let stderrPath {
+            if stderrPath == stdoutPath {
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            } else {
+                posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            }
         }
 
         var attributes = posix_spawnattr_t()
@@ -63,4 +74,14 @@ package enum CleanSpawn {
     package struct SpawnFailure: Error, Sendable, CustomStringConvertible {
         package var description: String
     }
+
+    /// The exit status of a reaped child: its code, or 128 + the signal that ended it.
+    package static func exitStatus(_ status: Int32) -> Int32 {
+        let signal = status & 0x7F
+        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+    }
 }
+
+/// glibc ≥ 2.29 has it, but exports the prototype only under _GNU_SOURCE.
+@_silgen_name("posix_spawn_file_actions_addchdir_np")
+private func spawnAddChdir(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: UnsafePointer<CChar>) -> Int32
