@@ -35,23 +35,21 @@ package struct PKIInitializer {
         let year: TimeInterval = 365 * 86400
         let backdated = now.addingTimeInterval(-300)
 
-        let root = try ensure(certificate: layout.rootCertificate, key: layout.rootKey, report: &report) { key in
-            var t = CertificateTemplate(commonName: "Lanyard Root CA (\(trustDomain))", serial: CertificateTemplate.randomSerial(),
-                                        notBefore: backdated, notAfter: now.addingTimeInterval(10 * year))
+        func authority(_ name: String, years: Double, pathLength: Int) -> CertificateTemplate {
+            var t = CertificateTemplate(commonName: "\(name) (\(trustDomain))", serial: CertificateTemplate.randomSerial(),
+                                        notBefore: backdated, notAfter: now.addingTimeInterval(years * year))
             t.organization = "Lanyard"
             t.isCA = true
-            t.pathLength = 1
+            t.pathLength = pathLength
             t.keyUsage = [.keyCertSign, .cRLSign]
-            return try CertificateIssuer.sign(t, subjectKey: key.publicKey, issuer: nil, issuerKey: key)
+            return t
+        }
+        let root = try ensure(certificate: layout.rootCertificate, key: layout.rootKey, report: &report) { key in
+            try CertificateIssuer.sign(authority("Lanyard Root CA", years: 10, pathLength: 1), subjectKey: key.publicKey, issuer: nil, issuerKey: key)
         }
         let issuing = try ensure(certificate: layout.issuingCertificate, key: layout.issuingKey, report: &report) { key in
-            var t = CertificateTemplate(commonName: "Lanyard Issuing CA 1 (\(trustDomain))", serial: CertificateTemplate.randomSerial(),
-                                        notBefore: backdated, notAfter: now.addingTimeInterval(3 * year))
-            t.organization = "Lanyard"
-            t.isCA = true
-            t.pathLength = 0
-            t.keyUsage = [.keyCertSign, .cRLSign]
-            return try CertificateIssuer.sign(t, subjectKey: key.publicKey, issuer: root.cert, issuerKey: root.key)
+            try CertificateIssuer.sign(authority("Lanyard Issuing CA 1", years: 3, pathLength: 0), subjectKey: key.publicKey,
+                                       issuer: root.cert, issuerKey: root.key)
         }
         if FileManager.default.fileExists(atPath: layout.bundle) {
             report.append("kept    \(layout.bundle)")
