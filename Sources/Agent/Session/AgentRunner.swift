@@ -187,9 +187,10 @@ package final class AgentRunner {
             // A renewal that came due while offline goes now.
             if let deadline = renewalDeadline, deadline <= Date(), pending == nil { startRenewal(reason: "scheduled", campaign: nil) }
         case .connectionFailed(let why), .disconnected(let why):
-            log.log(why.contains("reconnect requested") ? .info : .warning, "broker connection lost", ["reason": why])
+            let deliberate = why == MQTTEvent.reconnectRequested
+            log.log(deliberate ? .info : .warning, "broker connection lost", ["reason": why])
             updateState { $0.connected = false }
-            perform(fallback.connectionFailed(deliberate: why.contains("reconnect requested"), now: Date()))
+            perform(fallback.connectionFailed(deliberate: deliberate, now: Date()))
             if let credential, credential.leaf.notAfter <= controllerNow() {
                 // The broker will refuse every handshake until the device is
                 // re-enrolled: a few attempts a minute, not a tight loop.

@@ -95,7 +95,10 @@ package struct IssuanceService: Sendable {
     private func checkDevice(_ id: DeviceID, _ requestID: String, _ csrPEM: String, allowed: Set<DeviceState>) throws -> (DeviceClassPolicy, CertificateSigningRequest) {
         guard IssuanceService.isValidRequestID(requestID) else { throw WireError(.badRequest, "requestId must be 8 to 64 letters, digits or dashes") }
         let device: DeviceView
-        do { device = try register.show(id.rawValue) } catch let e as WireError where e.code == WireError.Code.notFound.rawValue {
+        // State, class and owners only: the certificate history `show` adds is not needed on every request.
+        do {
+            device = try store.withConnection { try register.view($0, id: id.rawValue, withCertificates: false) }
+        } catch let e as WireError where e.code == WireError.Code.notFound.rawValue {
             throw WireError(.notRegistered, "device \(id) is not in the register")
         }
         let state = DeviceState(rawValue: device.state)

@@ -380,7 +380,7 @@ final class MQTTSession: @unchecked Sendable {
             if requested {
                 // Close what is left of the old connection before reconnecting.
                 flushDisconnect()
-                if wasReady { continuation.yield(.disconnected("reconnect requested")) }
+                if wasReady { continuation.yield(.disconnected(MQTTEvent.reconnectRequested)) }
                 attempt = 0
                 continue
             }

@@ -22,12 +22,17 @@ package enum MQTTEvent: Sendable {
     /// libmosquitto error or the MQTT reason code. The client keeps retrying.
     case connectionFailed(String)
     /// An established connection was lost. The client keeps retrying.
+    /// After `reconnectNow()` the reason is exactly `MQTTEvent.reconnectRequested`.
     case disconnected(String)
     /// The broker refused a subscription (SUBACK reason >= 0x80): filter and reason.
     /// Mosquitto 2.0's `acl_file` grants every SUBSCRIBE and filters at
     /// delivery, so an ACL refusal does not show up here with that broker.
     case subscriptionRefused(String)
     case message(MQTTMessage)
+
+    /// The `.disconnected` reason of a session the client itself closed for
+    /// `reconnectNow()`: not a failure of the connection.
+    package static let reconnectRequested = "reconnect requested"
 }
 
 /// Connection settings. TLS is always on and the broker certificate is
