@@ -45,7 +45,10 @@ struct EndToEndTests {
         #expect(serials.count >= 3, "expected the enrolled certificate and two renewals, saw \(serials)")
         let shown = try fleet.ctlJSON(["device", "show", "gw-a"])
         #expect(((shown["certificates"] as? [Any])?.count ?? 0) >= 3)
-        #expect(try fleet.agentStatus("gw-a")["connected"] as? Bool == true)
+        // A renewal has just made the agent reconnect on its new certificate: give it the moment that takes.
+        try await fleet.wait("gw-a to be connected on its latest certificate", timeout: 10) {
+            try fleet.agentStatus("gw-a")["connected"] as? Bool == true
+        }
 
         // 03 — isolation: with its own valid certificate, mallory can neither write to nor read gw-a's topics.
         fleet.stopAgent("mallory")
