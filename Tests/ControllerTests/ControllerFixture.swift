@@ -92,6 +92,12 @@ final class ControllerFixture: @unchecked Sendable {
         ttl = 1h
         required_owners = ops, business
 
+        [class.roamer]
+        ttl = 1d
+        required_owners = ops
+        reenroll_after_expiry = true
+        reenroll_window = 2d
+
         """
     }
 
@@ -143,6 +149,17 @@ final class ControllerFixture: @unchecked Sendable {
     func enroll(_ id: String, csrPEM: String, token: String, requestID: String = makeRequestID(), topic: String? = nil) throws -> CertificateReply {
         let request = EnrollRequest(requestId: requestID, deviceId: try #require(DeviceID(id)), csr: csrPEM, token: token, agentVersion: "test")
         return issuance.enroll(request, topicDevice: try #require(DeviceID(topic ?? id)))
+    }
+
+    /// A re-enrollment after expiry: a new key, proven with the key of `previous`.
+    func reenroll(_ id: String, newKey: PrivateKey, previousKey: PrivateKey, previousChain: [Certificate], requestID: String = makeRequestID(),
+                  signedAt: Date? = nil, csrForProof: String? = nil) throws -> CertificateReply {
+        let device = try #require(DeviceID(id))
+        let csr = try CertificateSigningRequest.make(commonName: id, key: newKey)
+        let proof = try ReenrollmentProof.make(device: device, requestID: requestID, csrPEM: csrForProof ?? csr.pem, expiredChain: previousChain,
+                                               key: previousKey, now: signedAt ?? clock.now)
+        let request = EnrollRequest(requestId: requestID, deviceId: device, csr: csr.pem, token: nil, reenrollment: proof, agentVersion: "test")
+        return issuance.enroll(request, topicDevice: device)
     }
 
     func renew(_ id: String, key: PrivateKey, requestID: String = makeRequestID(), currentSerial: String = "00") throws -> CertificateReply {

@@ -13,8 +13,16 @@ package struct DeviceClassPolicy: Sendable, Equatable {
     package var keyAlgorithms: [String]
     /// A renewal must use a new key.
     package var rotateKeys: Bool
+    /// A device offline past notAfter may re-enroll by proving it holds the
+    /// key of its last certificate (ReenrollmentProof).
+    package var reenrollAfterExpiry: Bool
+    /// How long after notAfter that proof is still accepted.
+    package var reenrollWindow: Duration
 
-    package init(name: String, ttl: Duration, maxTTL: Duration, renewAt: Double, requiredOwners: [OwnerRole], keyAlgorithms: [String], rotateKeys: Bool) {
+    package init(name: String, ttl: Duration, maxTTL: Duration, renewAt: Double, requiredOwners: [OwnerRole], keyAlgorithms: [String], rotateKeys: Bool,
+                 reenrollAfterExpiry: Bool = false, reenrollWindow: Duration = .seconds(7 * 86400)) {
+        self.reenrollAfterExpiry = reenrollAfterExpiry
+        self.reenrollWindow = reenrollWindow
         self.name = name
         self.ttl = ttl
         self.maxTTL = maxTTL
@@ -101,8 +109,10 @@ package struct ControllerConfiguration: Sendable {
             }
             let algorithms = r.list(section, "key_algorithms", default: ["P-256"])
             let rotate = try r.bool(section, "rotate_keys", default: true)
+            let reenroll = try r.bool(section, "reenroll_after_expiry", default: false)
+            let window = try r.duration(section, "reenroll_window", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
             classes[name] = DeviceClassPolicy(name: name, ttl: ttl, maxTTL: maxTTL, renewAt: renewAt, requiredOwners: owners,
-                                              keyAlgorithms: algorithms, rotateKeys: rotate)
+                                              keyAlgorithms: algorithms, rotateKeys: rotate, reenrollAfterExpiry: reenroll, reenrollWindow: window)
         }
         if classes.isEmpty {
             classes["default"] = DeviceClassPolicy(name: "default", ttl: .seconds(86400), maxTTL: .seconds(30 * 86400), renewAt: 2.0 / 3.0,
@@ -150,6 +160,8 @@ package struct ControllerConfiguration: Sendable {
         required_owners = identity, secarch, ops, procurement, business
         key_algorithms = P-256
         rotate_keys = true
+        reenroll_after_expiry = false
+        reenroll_window = 7d
 
         """
     }

@@ -54,9 +54,13 @@ package struct IssuanceService: Sendable {
         guard request.deviceId == topicDevice else {
             throw WireError(.identityMismatch, "request names \(request.deviceId) on \(topicDevice)'s topic")
         }
+        if let proof = request.reenrollment {
+            return try reenroll(request, proof: proof, device: topicDevice)
+        }
         let (policy, csr) = try checkDevice(topicDevice, request.requestId, request.csr, allowed: [.approved, .active])
         if let existing = try previouslyIssued(topicDevice, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
-        let tokenHash = DeviceRegister.hashToken(request.token)
+        guard let tokenText = request.token else { throw WireError(.badToken, "an enrollment needs a token or a re-enrollment proof") }
+        let tokenHash = DeviceRegister.hashToken(tokenText)
         let now = clock()
         return try store.transaction { db in
             guard let token = try db.query("SELECT expires_at, used_at FROM enrollment_tokens WHERE token_hash = ? AND device_id = ?",
@@ -70,6 +74,44 @@ package struct IssuanceService: Sendable {
             try db.query("UPDATE devices SET state = 'active' WHERE id = ?", [.text(topicDevice.rawValue)])
             try db.audit(time: now, actor: "device:\(topicDevice)", action: "enroll", target: topicDevice.rawValue, outcome: "ok",
                          detail: "serial=\(reply.serial ?? "") agent=\(String(request.agentVersion.prefix(32)))")
+            return reply
+        }
+    }
+
+    // MARK: re-enrollment after expiry
+
+    /// The device proves it holds the key of the newest certificate issued to
+    /// it; the class must allow it and the certificate must have expired
+    /// within the class's window. An older or revoked certificate never
+    /// qualifies, so a key stolen from an earlier generation is worth nothing.
+    private func reenroll(_ request: EnrollRequest, proof: ReenrollmentProof, device: DeviceID) throws -> CertificateReply {
+        let (policy, csr) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
+        guard policy.reenrollAfterExpiry else {
+            throw WireError(.reenrollmentNotAllowed, "class \(policy.name) does not allow re-enrollment after expiry; an operator must approve \(device) again")
+        }
+        if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
+        let now = clock()
+        let previous = try proof.verify(device: device, requestID: request.requestId, csrPEM: request.csr, now: now,
+                                        skewTolerance: backdate.timeInterval)
+        guard previous.isIssued(by: authority.certificate) else {
+            throw WireError(.badReenrollment, "the previous certificate was not issued by this controller's issuing CA")
+        }
+        let expiredFor = now.timeIntervalSince(previous.notAfter)
+        guard expiredFor <= policy.reenrollWindow.timeInterval else {
+            throw WireError(.reenrollmentWindowPassed, "the certificate expired \(Int(expiredFor)) s ago; class \(policy.name) allows \(Int(policy.reenrollWindow.timeInterval)) s")
+        }
+        return try store.transaction { db in
+            // The newest certificate issued to this device, whatever its state.
+            guard let newest = try db.query("SELECT serial, revoked_at FROM certificates WHERE device_id = ? ORDER BY issued_at DESC, rowid DESC LIMIT 1",
+                                            [.text(device.rawValue)]).first,
+                  newest[0].text == previous.serialHex else {
+                throw WireError(.badReenrollment, "serial \(previous.serialHex) is not the newest certificate issued to \(device)")
+            }
+            guard newest[1] == .null else { throw WireError(.revoked, "certificate \(previous.serialHex) was revoked") }
+            // Recorded as an enrollment (the register knows enroll and renew); the audit entry says reenroll.
+            let reply = try issue(db, device: device, csr: csr, policy: policy, requestID: request.requestId, kind: "enroll", now: now)
+            try db.audit(time: now, actor: "device:\(device)", action: "reenroll", target: device.rawValue, outcome: "ok",
+                         detail: "serial=\(reply.serial ?? "") previous=\(previous.serialHex) expired_for=\(Int(expiredFor))s agent=\(String(request.agentVersion.prefix(32)))")
             return reply
         }
     }

@@ -30,6 +30,12 @@ package struct WireError: Codable, Sendable, Equatable, Error, CustomStringConve
         package static let keyReused: Code = "key_reused"
         package static let policyViolation: Code = "policy_violation"
         package static let revoked: Code = "revoked"
+        /// Re-enrollment after expiry: the proof or the previous certificate is not acceptable.
+        package static let badReenrollment: Code = "bad_reenrollment"
+        /// The device's class does not allow re-enrollment after expiry.
+        package static let reenrollmentNotAllowed: Code = "reenrollment_not_allowed"
+        /// The certificate expired longer ago than the class's re-enrollment window.
+        package static let reenrollmentWindowPassed: Code = "reenrollment_window_passed"
         package static let rateLimited: Code = "rate_limited"
         package static let invalidTransition: Code = "invalid_transition"
         package static let alreadyExists: Code = "already_exists"
