@@ -3,7 +3,7 @@ import Shared
 
 // lanyardctl: the operator's client of the controller's admin API.
 // Exit status: 0 done, 1 refused by the controller (coded error on stderr),
-// 2 done only in part (e.g. revoked but the broker could not be reloaded),
+// 2 done only in part (e.g. revoked but the broker could not be reloaded or the live session not cut),
 // 64 usage error, 69 controller unreachable.
 let exitRefused: Int32 = 1, exitUsage: Int32 = 64, exitUnavailable: Int32 = 69
 
@@ -122,11 +122,12 @@ do {
         guard let reason = args.value("reason") else { fail("--reason is required (e.g. keyCompromise)", exitUsage) }
         let r = try client.call(.deviceRevoke, RevokeParams(id: argument(1, "device id"), reason: reason), as: RevokeResult.self)
         if json { printJSON(r) } else {
-            print("revoked \(r.id): \(r.revokedSerials.count) certificate(s), CRL #\(r.crlNumber), broker reloaded: \(r.brokerReloaded ? "yes" : "NO"), revoke command sent: \(r.commandSent ? "yes" : "NO")")
+            print("revoked \(r.id): \(r.revokedSerials.count) certificate(s), CRL #\(r.crlNumber), broker reloaded: \(r.brokerReloaded ? "yes" : "NO"), revoke command sent: \(r.commandSent ? "yes" : "NO"), live session cut: \(r.sessionCut.map { $0 ? "yes" : "NO" } ?? "-")\(r.timeToRevokeMs.map { ", enforced in \($0) ms" } ?? "")")
+            if let e = r.sessionCutError { FileHandle.standardError.write(Data("lanyardctl: warning: the device's live session was not cut (\(e))\n".utf8)) }
             if let e = r.crlError { FileHandle.standardError.write(Data("lanyardctl: warning: the CRL was not written (\(e)); the controller retries\n".utf8)) }
         }
         // Revoked in the register, but the broker or the device was not told: scripts must notice.
-        if !r.brokerReloaded || !r.commandSent || r.crlError != nil { exit(2) }
+        if !r.brokerReloaded || !r.commandSent || r.crlError != nil || r.sessionCut == false { exit(2) }
     case ("status", _):
         let s = try client.call(.status, Empty(), as: ControllerStatus.self)
         if json { printJSON(s) } else {

@@ -20,6 +20,7 @@ package final class ControllerService: Sendable {
     let crl: CRLPublisher
     let commands: CommandSender
     let revocation: RevocationService
+    let sessionCutter: DynamicSecuritySessionCutter
     let mqtt: MQTTClient
     let clock: @Sendable () -> Date
 
@@ -49,7 +50,10 @@ package final class ControllerService: Sendable {
         commands = CommandSender(store: store, signer: CommandSigner(key: signerKey, chain: signerChain),
                                  transport: MQTTCommandTransport(client: mqtt), trustDomain: configuration.trustDomain,
                                  ttl: configuration.commandTTL, clock: clock, log: log)
-        revocation = RevocationService(store: store, crl: crl, commands: commands, clock: clock)
+        sessionCutter = DynamicSecuritySessionCutter { [mqtt] topic, payload in
+            try mqtt.publish(topic: topic, payload: payload, qos: 1, retain: false)
+        }
+        revocation = RevocationService(store: store, crl: crl, commands: commands, sessions: sessionCutter, clock: clock)
     }
 
     /// Writes the first CRL (used by `init`, before the broker ever starts).
@@ -76,7 +80,8 @@ package final class ControllerService: Sendable {
         try admin.start()
         defer { admin.stop() }
 
-        for filter in [Topics.allEnrollRequests, Topics.allRenewRequests, Topics.allAcks, Topics.allStates] {
+        for filter in [Topics.allEnrollRequests, Topics.allRenewRequests, Topics.allAcks, Topics.allStates,
+                       DynamicSecuritySessionCutter.responseTopic] {
             mqtt.addSubscription(filter, qos: 1)
         }
         mqtt.start()
@@ -120,6 +125,10 @@ package final class ControllerService: Sendable {
     }
 
     func handle(_ message: MQTTMessage) {
+        if message.topic == DynamicSecuritySessionCutter.responseTopic {
+            sessionCutter.handleResponse(message.payload)
+            return
+        }
         guard let inbound = Topics.classify(message.topic) else {
             log.warning("message on an unexpected topic ignored", ["topic": message.topic])
             return

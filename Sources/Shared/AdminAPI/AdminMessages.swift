@@ -109,6 +109,11 @@ package struct RevokeResult: Codable, Sendable {
     package var commandSent: Bool
     /// Set when the CRL could not be written (the periodic refresh retries).
     package var crlError: String?
+    /// The device's live broker session was cut (dynamic-security plugin); nil from older controllers.
+    package var sessionCut: Bool?
+    package var sessionCutError: String?
+    /// From the revoke call until the broker refuses the device (CRL reloaded, session cut), in milliseconds.
+    package var timeToRevokeMs: Int?
     package init(id: String, revokedSerials: [String], crlNumber: UInt64, brokerReloaded: Bool, commandSent: Bool) {
         self.id = id
         self.revokedSerials = revokedSerials
