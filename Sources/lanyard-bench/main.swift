@@ -61,7 +61,7 @@ let bound = try measure {
 let store = try Store(path: "\(dir)/lanyard.db")
 let policy = DeviceClassPolicy(name: "default", ttl: .seconds(86400), maxTTL: .seconds(30 * 86400), renewAt: 2.0 / 3.0,
                                requiredOwners: OwnerRole.allCases, keyAlgorithms: ["P-256"], rotateKeys: true)
-let register = DeviceRegister(store: store, classes: ["default": policy], clock: { Date() })
+let register = try DeviceRegister(store: store, classes: ["default": policy], clock: { Date() })
 let issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: "bench.lanyard",
                                backdate: .seconds(300), clock: { Date() })
 let owners = Dictionary(uniqueKeysWithValues: OwnerRole.allCases.map { ($0.rawValue, "bench") })

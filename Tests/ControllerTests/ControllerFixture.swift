@@ -107,7 +107,7 @@ final class ControllerFixture: @unchecked Sendable {
         authority = try IssuingAuthority.load(layout)
         store = try Store(path: configuration.databasePath)
         let now = clock.function
-        register = DeviceRegister(store: store, classes: configuration.classes, clock: now)
+        register = try DeviceRegister(store: store, classes: configuration.classes, clock: now)
         issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: testTrustDomain,
                                    backdate: configuration.backdate, clock: now)
         let log = Logger(component: "controller-test", minimum: .error)
