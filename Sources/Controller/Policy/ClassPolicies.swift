@@ -17,7 +17,14 @@ package final class ClassPolicies: @unchecked Sendable {
     private let store: Store
 
     package static let bootstrapMethods = ["token", "idevid"]
-    package static let keyAlgorithms = ["P-256", "P-384", "Ed25519", "RSA"]
+    package static let keyAlgorithms = ["P-256", "P-384", "Ed25519", "RSA-<bits>"]
+
+    /// A name `KeyAlgorithm.name` produces: P-256, P-384, Ed25519 or RSA-<bits ≥ 2048>.
+    static func isKnownKeyAlgorithm(_ name: String) -> Bool {
+        if ["P-256", "P-384", "Ed25519"].contains(name) { return true }
+        guard name.hasPrefix("RSA-"), let bits = Int(name.dropFirst(4)) else { return false }
+        return bits >= 2048 && bits <= 16384
+    }
 
     /// Loads the current versions, seeding classes the register lacks from `seed`.
     /// - Returns: the classes whose configuration differs from the register's version (the register wins).
@@ -141,7 +148,7 @@ package final class ClassPolicies: @unchecked Sendable {
         try check((10...(825 * 86400)).contains(v.maxTTL), "maxTTL must be 10 s to 825 days")
         try check((10...v.maxTTL).contains(v.ttl), "ttl must be 10 s to maxTTL")
         try check((0.1...0.95).contains(v.renewAt), "renewAt must be 0.1 to 0.95")
-        try check(!v.keyAlgorithms.isEmpty && v.keyAlgorithms.allSatisfy(keyAlgorithms.contains), "keyAlgorithms must be among \(keyAlgorithms)")
+        try check(!v.keyAlgorithms.isEmpty && v.keyAlgorithms.allSatisfy(isKnownKeyAlgorithm), "keyAlgorithms must be among \(keyAlgorithms)")
         try check(!v.bootstrapMethods.isEmpty && v.bootstrapMethods.allSatisfy(bootstrapMethods.contains), "bootstrapMethods must be among \(bootstrapMethods)")
         try check((0...v.maxTTL).contains(v.renewalSLA), "renewalSLA must be 0 to maxTTL")
         try check((1...(30 * 86400)).contains(v.revocationSLA), "revocationSLA must be 1 s to 30 days")
