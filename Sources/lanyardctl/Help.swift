@@ -12,6 +12,9 @@ Commands (lanyardctl COMMAND --help for each):
   operator add|list, whoami   admin API operators and roles
   register export|import      CSV for CMDB synchronisation
   audit verify|export         the hash-chained audit trail
+  findings                    what is wrong in the fleet, with the owner to act
+  report                      evidence per control (OWASP NHI Top 10 2025, NIST CSF 2.0)
+  review start|attest|show    periodic access review by business owners
   status                      controller, broker connection and CRL
 
 Connection:
@@ -23,6 +26,7 @@ Connection:
 
 Exit status: 0 done, 1 refused (coded error on stderr), 2 done in part, 64 usage,
 69 controller unreachable, 77 not authenticated or not allowed (role).
+`findings` exits 2 when there are findings.
 """
 
 let commandHelp: [String: String] = [
@@ -71,6 +75,11 @@ let commandHelp: [String: String] = [
     "operator add": "usage: lanyardctl operator add NAME --role ROLE [--role ROLE]...\nCreate an operator and print its token once (role admin).",
     "operator list": "usage: lanyardctl operator list\nOperators and their roles (roles admin, auditor).",
     "whoami": "usage: lanyardctl whoami\nThe operator and roles the controller sees for this token.",
+    "findings": "usage: lanyardctl findings [--severity critical|high|medium|low]\nFindings with severity, device, owner to act and control violated (any role). Exit 2 when there are any.",
+    "report": "usage: lanyardctl report [--format md|json|csv] [--output FILE]\nThe evidence report per control, mapped to OWASP NHI Top 10 2025 and NIST CSF 2.0 (any role).",
+    "review start": "usage: lanyardctl review start [--due DURATION]\nStart an access review: one item per active device for its business owner (role identity; default due 14d).",
+    "review attest": "usage: lanyardctl review attest DEVICE --decision keep|retire [--review ID] [--note TEXT]\nAttest a device in the latest (or given) review (role business; only the device's business owner).",
+    "review show": "usage: lanyardctl review show [--review ID]\nThe review's items, decisions and unattested devices (any role).",
     "register export": "usage: lanyardctl register export [--output FILE]\nThe register as CSV (any role).",
     "register import": """
         usage: lanyardctl register import FILE [--dry-run]

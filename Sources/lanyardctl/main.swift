@@ -12,7 +12,7 @@ do {
         "vendor", "model", "hw-serial", "firmware", "site", "zone", "tag", "bootstrap", "state", "with",
         "ttl", "max-ttl", "renew-at", "required-owners", "key-algorithms", "rotate-keys", "bootstrap-methods", "renewal-sla",
         "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "exception-max",
-        "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role",
+        "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role", "format", "due", "review", "decision", "note", "severity",
     ], flagOptions: ["json", "help", "dry-run"])
 } catch { fail("\(error)\n\(globalUsage)", exitUsage) }
 
@@ -303,6 +303,55 @@ do {
             note("nothing was imported: \(r.problems.count) bad row(s)")
         }
         if !r.problems.isEmpty { exit(exitRefused) }
+    case ("findings", _):
+        var r = try client.call(.findings, Empty(), as: FindingsResult.self)
+        if let s = args.value("severity") { r.findings = r.findings.filter { $0.severity == s } }
+        if json { printJSON(r) } else {
+            table(["SEVERITY", "FINDING", "DEVICE", "OWNER TO ACT", "CONTROL", "DETAIL"],
+                  r.findings.map { [$0.severity, $0.kind, $0.device ?? "-", $0.owner, "\($0.control) (\($0.references.joined(separator: ", ")))", $0.detail] })
+        }
+        // Scripts (and monitoring) can tell a clean fleet from one with findings.
+        if !r.findings.isEmpty { exit(exitPartial) }
+    case ("report", _):
+        let format = args.value("format") ?? (json ? "json" : "md")
+        guard ["md", "json", "csv"].contains(format) else { fail("--format takes md, json or csv", exitUsage) }
+        let r = try client.call(.report, Empty(), as: EvidenceReport.self)
+        var text: String
+        switch format {
+        case "json":
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            text = String(decoding: try encoder.encode(r), as: UTF8.self) + "\n"
+        case "csv": text = r.csv()
+        default: text = r.markdown(time: { time($0) })
+        }
+        if let output = args.value("output") {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+            note("wrote the evidence report to \(output)")
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    case ("review", "start"):
+        let due = seconds("due") ?? 14 * 86400
+        let r = try client.call(.reviewStart, ReviewStartParams(dueIn: due), as: ReviewView.self)
+        if json { printJSON(r) } else { print("access review \(r.id) started: \(r.items.count) devices for their business owners, due \(time(r.dueAt))") }
+    case ("review", "attest"):
+        guard let decision = args.value("decision") else { fail("--decision keep|retire is required", exitUsage) }
+        let reviewID: Int64
+        if let text = args.value("review") { guard let v = Int64(text) else { fail("--review takes a number", exitUsage) }; reviewID = v } else {
+            reviewID = try client.call(.reviewShow, ReviewRef(), as: ReviewView.self).id
+        }
+        let r = try client.call(.reviewAttest, ReviewAttestParams(review: reviewID, device: argument(2, "device id"), decision: decision, note: args.value("note")),
+                                as: ReviewView.self)
+        if json { printJSON(r) } else { print("attested \(words[2]): \(decision); \(r.unattested.count) device(s) still unattested in review \(r.id)") }
+    case ("review", "show"):
+        let ref = ReviewRef(review: args.value("review").flatMap(Int64.init))
+        let r = try client.call(.reviewShow, ref, as: ReviewView.self)
+        if json { printJSON(r) } else {
+            print("access review \(r.id), started \(time(r.startedAt)) by \(r.startedBy), due \(time(r.dueAt))")
+            table(["DEVICE", "BUSINESS OWNER", "DECISION", "BY", "AT"], r.items.map { [$0.device, $0.owner, $0.decision ?? "-", $0.decidedBy ?? "-", time($0.decidedAt)] })
+            if !r.unattested.isEmpty { print("unattested: \(r.unattested.joined(separator: ", "))") }
+        }
     default:
         fail("unknown command '\(words.joined(separator: " "))'\n\(globalUsage)", exitUsage)
     }

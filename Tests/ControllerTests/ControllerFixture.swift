@@ -121,7 +121,7 @@ final class ControllerFixture: @unchecked Sendable {
                                  trustDomain: testTrustDomain, ttl: configuration.commandTTL, clock: now, log: log)
         revocation = RevocationService(store: store, crl: crl, commands: commands, clock: now)
         admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
-                                brokerConnected: { false }, clock: now, log: log)
+                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { false }, clock: now, log: log)
     }
 
     /// Calls the admin API as `actor`; returns the result or throws its coded error.

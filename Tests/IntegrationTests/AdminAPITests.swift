@@ -68,12 +68,15 @@ struct AdminAPITests {
             (["class", "set", "default", "--renewal-sla", "2h"], ["identity"]),
             (["vendor", "set", "Acme", "--clauses", "issuance,rotation,revocation"], ["procurement"]),
             (["exception", "reject", "999"], ["business"]),
+            (["review", "start", "--due", "1d"], ["identity"]),
+            (["review", "attest", "gw-r", "--decision", "keep", "--review", "1"], ["business"]),
             (["operator", "add", "extra-op", "--role", "ops"], ["admin"]),
             (["operator", "list"], ["admin", "auditor"]),
             (["audit", "verify"], ["admin", "auditor"]),
             (["audit", "export", "--output", "\(fleet.directory)/audit.jsonl"], ["admin", "auditor"]),
             (["device", "list"], all), (["device", "show", "gw-r"], all), (["status"], all), (["class", "list"], all),
             (["vendor", "list"], all), (["exception", "list"], all), (["whoami"], all), (["register", "export"], all),
+            (["findings"], all), (["report", "--format", "csv"], all), (["review", "show", "--review", "1"], all),
         ]
         var refusals: [String: Int] = [:]
         for (role, name) in Self.operators {

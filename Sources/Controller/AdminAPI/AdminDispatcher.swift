@@ -13,13 +13,15 @@ package struct AdminDispatcher: Sendable {
     package let vendors: VendorRegister
     package let exceptions: ExceptionRegister
     package let csv: RegisterCSV
+    package let findings: FleetFindings
+    package let review: AccessReview
     package let configuration: ControllerConfiguration
     package let brokerConnected: @Sendable () -> Bool
     package let clock: @Sendable () -> Date
     let log: Logger
 
     package init(store: Store, register: DeviceRegister, revocation: RevocationService, configuration: ControllerConfiguration,
-                 brokerConnected: @escaping @Sendable () -> Bool, clock: @escaping @Sendable () -> Date, log: Logger) {
+                 issuerName: String, brokerConnected: @escaping @Sendable () -> Bool, clock: @escaping @Sendable () -> Date, log: Logger) {
         self.store = store
         self.register = register
         self.revocation = revocation
@@ -27,6 +29,8 @@ package struct AdminDispatcher: Sendable {
         self.vendors = VendorRegister(store: store, clock: clock)
         self.exceptions = ExceptionRegister(store: store, register: register, clock: clock)
         self.csv = RegisterCSV(register: register)
+        self.findings = FleetFindings(store: store, register: register, currentIssuer: issuerName, clock: clock)
+        self.review = AccessReview(store: store, clock: clock)
         self.configuration = configuration
         self.brokerConnected = brokerConnected
         self.clock = clock
@@ -108,6 +112,17 @@ package struct AdminDispatcher: Sendable {
         case .whoami: return WhoAmI(name: actor.name, roles: actor.roles.map(\.rawValue).sorted())
         case .registerImport: return try csv.importCSV(params(CSVImportParams.self), actor: who)
         case .registerExport: return CSVExport(csv: try csv.export())
+        case .findings: return FindingsResult(generatedAt: Int64(clock().timeIntervalSince1970), findings: try findings.findings())
+        case .report:
+            let report: EvidenceReport = try EvidenceReportBuilder(findings: findings, review: review, trustDomain: configuration.trustDomain).build()
+            try store.withConnection { db in
+                try db.audit(time: clock(), actor: who, action: "report.evidence", target: "-", outcome: "ok",
+                             detail: "controls=\(report.controls.count) failing=\(report.controls.filter { $0.status == "fail" }.map(\.control).joined(separator: ","))")
+            }
+            return report as EvidenceReport
+        case .reviewStart: return try review.start(params(ReviewStartParams.self), actor: who)
+        case .reviewAttest: return try review.attest(params(ReviewAttestParams.self), decider: actor.name, auditActor: who)
+        case .reviewShow: return try review.show(params(ReviewRef.self))
         }
     }
 

@@ -6,7 +6,7 @@ import Shared
 package enum Authorization {
     package static func roles(for op: AdminOperation) -> Set<OperatorRole> {
         switch op {
-        case .deviceList, .deviceShow, .status, .classList, .vendorList, .exceptionList, .whoami, .registerExport:
+        case .deviceList, .deviceShow, .status, .classList, .vendorList, .exceptionList, .whoami, .registerExport, .findings, .report, .reviewShow:
             Set(OperatorRole.allCases)
         case .deviceAdd, .deviceApprove, .deviceUpdate, .deviceTransition, .deviceTransfer, .deviceReplace, .registerImport, .exceptionRequest:
             [.ops]
@@ -14,7 +14,9 @@ package enum Authorization {
         case .deviceRevoke: [.ops, .secarch]
         case .classSet: [.identity]
         case .vendorSet: [.procurement]
-        case .exceptionDecide: [.business]
+        case .exceptionDecide, .reviewAttest: [.business]
+        // The identity team runs the periodic access review; business owners attest.
+        case .reviewStart: [.identity]
         case .operatorAdd: [.admin]
         case .operatorList: [.admin, .auditor]
         case .auditVerify, .auditExport: [.auditor, .admin]

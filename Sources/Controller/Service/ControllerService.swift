@@ -52,7 +52,7 @@ package final class ControllerService: Sendable {
                                  ttl: configuration.commandTTL, clock: clock, log: log)
         revocation = RevocationService(store: store, crl: crl, commands: commands, clock: clock)
         admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
-                                brokerConnected: { [mqtt] in mqtt.isConnected }, clock: clock, log: log)
+                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, clock: clock, log: log)
         for name in register.policies.drift(from: configuration.classes) {
             log.warning("class policy in the configuration differs from the register's current version; the register wins (lanyardctl class set)",
                         ["class": name])

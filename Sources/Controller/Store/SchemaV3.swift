@@ -38,7 +38,8 @@ enum SchemaV3 {
                 retired_at INTEGER,
                 replaces TEXT,
                 replaced_by TEXT,
-                rotation_required TEXT
+                rotation_required TEXT,
+                revocation_published_at INTEGER
             );
             INSERT INTO devices_v3(id, class, state, created_at, approved_at, revoked_at, revocation_reason, last_seen, reported_state, command_seq)
                 SELECT id, class, state, created_at, approved_at, revoked_at, revocation_reason, last_seen, reported_state, command_seq FROM devices;
@@ -84,6 +85,22 @@ enum SchemaV3 {
                 decided_at INTEGER,
                 decision_reason TEXT,
                 CHECK ((device_id IS NULL) <> (selector IS NULL))
+            );
+            CREATE TABLE reviews (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                started_at INTEGER NOT NULL,
+                started_by TEXT NOT NULL,
+                due_at INTEGER NOT NULL
+            );
+            CREATE TABLE review_items (
+                review_id INTEGER NOT NULL REFERENCES reviews(id),
+                device_id TEXT NOT NULL REFERENCES devices(id),
+                owner TEXT NOT NULL,
+                decision TEXT CHECK (decision IS NULL OR decision IN ('keep', 'retire')),
+                decided_by TEXT,
+                decided_at INTEGER,
+                note TEXT,
+                PRIMARY KEY (review_id, device_id)
             );
             CREATE TABLE operators (
                 name TEXT PRIMARY KEY,

@@ -32,6 +32,12 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case whoami = "operator.whoami"
     case registerImport = "register.import"
     case registerExport = "register.export"
+    // Evidence.
+    case findings = "findings.list"
+    case report = "report.evidence"
+    case reviewStart = "review.start"
+    case reviewAttest = "review.attest"
+    case reviewShow = "review.show"
 }
 
 package struct AdminRequest: Codable, Sendable {
