@@ -159,6 +159,7 @@ struct GovernanceTests {
         let actor = try unwrapped(try f.admin.operators.authenticate(bearer: created.token))
         #expect(actor.name == "alice")
         #expect(actor.roles == [.ops, .auditor])
+        #expect(actor.auditName == "operator:alice(auditor,ops)")
         #expect(try f.admin.operators.authenticate(bearer: created.token + "x") == nil)
         #expect(try f.sqlite("SELECT count(*) FROM operators WHERE token_hash = '\(Digest.hex(Digest.sha256(Array(created.token.utf8))))'") == "1\n")
         for file in [f.databasePath, f.databasePath + "-wal"] where FileManager.default.fileExists(atPath: file) {

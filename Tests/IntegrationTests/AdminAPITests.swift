@@ -107,7 +107,7 @@ struct AdminAPITests {
         try #require(export.succeeded, "\(export.stderr)")
         let entries = export.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         for (name, count) in refusals {
-            let audited = entries.filter { $0["actor"] as? String == "operator:\(name)" && $0["outcome"] as? String == "forbidden" }.count
+            let audited = entries.filter { ($0["actor"] as? String)?.hasPrefix("operator:\(name)(") == true && $0["outcome"] as? String == "forbidden" }.count
             #expect(audited == count, "\(name): \(count) refused calls, \(audited) audited")
         }
         #expect(entries.contains { $0["action"] as? String == "admin.call" && $0["outcome"] as? String == "unauthorized" })

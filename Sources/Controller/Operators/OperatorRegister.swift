@@ -6,7 +6,7 @@ package struct AdminActor: Sendable, Equatable {
     /// An operator's name (HTTPS), or `uid:1000(alice)` on the local socket.
     package var name: String
     package var roles: Set<OperatorRole>
-    /// What the audit trail records: `operator:alice` or `uid:1000(alice)`.
+    /// What the audit trail records: `operator:alice(ops)` or `uid:1000(alice)`.
     package var auditName: String
 
     package init(name: String, roles: Set<OperatorRole>, auditName: String) {
@@ -80,7 +80,8 @@ package struct OperatorRegister: Sendable {
             try db.query("SELECT name, roles FROM operators WHERE token_hash = ?", [.text(OperatorRegister.hash(token))]).first
         }), let name = row[0].text else { return nil }
         let roles = Set((row[1].text ?? "").split(separator: ",").compactMap { OperatorRole(rawValue: String($0)) })
-        return AdminActor(name: name, roles: roles, auditName: "operator:\(name)")
+        // The audit trail records who and in which roles: `operator:alice(auditor,ops)`.
+        return AdminActor(name: name, roles: roles, auditName: "operator:\(name)(\(roles.map(\.rawValue).sorted().joined(separator: ",")))")
     }
 
     package func list() throws -> [OperatorView] {
