@@ -123,7 +123,9 @@ package struct ControllerConfiguration: Sendable {
                 throw ConfigError(path: path, line: file.sections[section]?["bootstrap_methods"]?.line,
                                   message: "unknown bootstrap method '\(method)' (known: \(ClassPolicies.bootstrapMethods.joined(separator: ", ")))")
             }
-            policy.renewalSLA = try r.duration(section, "renewal_sla", default: .seconds(3600), range: .zero...maxTTL)
+            // Default: half of what is left after the renewal point, so a device renewing on schedule is never a finding.
+            let slaDefault = Duration.seconds(Int64(Double(ttl.seconds) * (1 - renewAt) / 2))
+            policy.renewalSLA = try r.duration(section, "renewal_sla", default: slaDefault, range: .zero...maxTTL)
             policy.revocationSLA = try r.duration(section, "revocation_sla", default: .seconds(900), range: .seconds(1)...(.seconds(30 * 86400)))
             policy.offlineTolerance = try r.duration(section, "offline_tolerance", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
             policy.reenrollAfterExpiry = try r.bool(section, "reenroll_after_expiry", default: false)
@@ -191,7 +193,7 @@ package struct ControllerConfiguration: Sendable {
         key_algorithms = P-256
         rotate_keys = true
         bootstrap_methods = token
-        renewal_sla = 1h
+        # renewal_sla defaults to half of the lifetime left after renew_at.
         revocation_sla = 15m
         offline_tolerance = 7d
         reenroll_after_expiry = false
