@@ -5,6 +5,10 @@ import Shared
 // HTTPS with a bearer token (--server) or the local Unix socket (--socket).
 // Usage and exit statuses: Help.swift, Output.swift, docs/admin-api.md.
 
+// A server that refuses on the headers may close before the body is sent: an
+// error from the write, not a SIGPIPE that kills lanyardctl without a word.
+signal(SIGPIPE, SIG_IGN)
+
 let args: Arguments
 do {
     args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: [

@@ -14,16 +14,34 @@ package struct HTTPSAdminAPI: Sendable {
         self.log = log
     }
 
-    package func handle(_ request: HTTPRequest) -> HTTPResponse {
-        guard request.path.hasPrefix("/v1/"), let op = AdminOperation(rawValue: String(request.path.dropFirst(4))) else {
-            return HTTPSAdminAPI.error(WireError(.notFound, "no such operation: \(request.path.prefix(80)) (POST /v1/{operation})"))
+    /// Runs on the headers alone, before the body is read: unknown routes
+    /// and callers without a valid token never get a body buffered.
+    package func preflight(_ request: HTTPRequest) -> HTTPResponse? {
+        switch route(request) {
+        case .failure(let refusal): refusal.response
+        case .success: nil
         }
-        guard request.method == "POST" else { return HTTPSAdminAPI.error(WireError(.badRequest, "use POST"), status: 405) }
-        // Authenticate before looking at the body.
+    }
+
+    private func route(_ request: HTTPRequest) -> Result<(AdminOperation, AdminActor), HTTPResponseRefusal> {
+        guard request.path.hasPrefix("/v1/"), let op = AdminOperation(rawValue: String(request.path.dropFirst(4))) else {
+            return .failure(HTTPResponseRefusal(HTTPSAdminAPI.error(WireError(.notFound, "no such operation: \(request.path.prefix(80)) (POST /v1/{operation})"))))
+        }
+        guard request.method == "POST" else { return .failure(HTTPResponseRefusal(HTTPSAdminAPI.error(WireError(.badRequest, "use POST"), status: 405))) }
         guard let header = request.authorization, header.hasPrefix("Bearer "),
               let actor = try? dispatcher.operators.authenticate(bearer: String(header.dropFirst(7)).trimmed()) else {
             dispatcher.auditUnauthenticated(request.authorization == nil ? "anonymous" : "unknown-token", path: request.path)
-            return HTTPSAdminAPI.error(WireError(.unauthorized, "a valid operator token is required (Authorization: Bearer lyo_...)"))
+            return .failure(HTTPResponseRefusal(HTTPSAdminAPI.error(WireError(.unauthorized, "a valid operator token is required (Authorization: Bearer lyo_...)"))))
+        }
+        return .success((op, actor))
+    }
+
+    package func handle(_ request: HTTPRequest) -> HTTPResponse {
+        // Authenticated again: the token may have been checked before the body arrived, but the operator is looked up once more here.
+        let op: AdminOperation, actor: AdminActor
+        switch route(request) {
+        case .failure(let refusal): return refusal.response
+        case .success(let routed): (op, actor) = routed
         }
         guard !request.bodyTooLarge else { return HTTPSAdminAPI.error(WireError(.badRequest, "request body too large"), status: 413) }
         let response = dispatcher.handle(op, params: request.body.isEmpty ? Array("{}".utf8) : request.body, actor: actor)
@@ -51,4 +69,10 @@ package struct HTTPSAdminAPI: Sendable {
     struct ErrorBody: Encodable {
         var error: WireError
     }
+}
+
+/// A refusal decided from the headers (a `Result` failure must be an `Error`).
+struct HTTPResponseRefusal: Error {
+    var response: HTTPResponse
+    init(_ response: HTTPResponse) { self.response = response }
 }

@@ -34,6 +34,9 @@ package final class HTTPSServer: @unchecked Sendable {
     // `stop`; MHD's own threads only read `handler` and `maxBody`, which never change.
     private var daemon: OpaquePointer?
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
+    /// Called with the headers, before any body is read: a response here
+    /// (e.g. no valid token) is sent at once and the body is never buffered.
+    let preflight: @Sendable (HTTPRequest) -> HTTPResponse?
     let maxBody: Int
     private let keyPEM: UnsafeMutablePointer<CChar>
     private let certPEM: UnsafeMutablePointer<CChar>
@@ -42,8 +45,11 @@ package final class HTTPSServer: @unchecked Sendable {
         package var description: String
     }
 
-    package init(certificatePEM: String, keyPEM: String, maxBody: Int = 4 << 20, handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) {
+    package init(certificatePEM: String, keyPEM: String, maxBody: Int = 32 << 20,
+                 preflight: @escaping @Sendable (HTTPRequest) -> HTTPResponse? = { _ in nil },
+                 handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) {
         self.handler = handler
+        self.preflight = preflight
         self.maxBody = maxBody
         self.keyPEM = strdup(keyPEM)
         self.certPEM = strdup(certificatePEM)
@@ -92,8 +98,14 @@ private func httpsAccessHandler(cls: UnsafeMutableRawPointer?, connection: Opaqu
                                 slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> MHD_Result {
     guard let cls, let connection, let slot, let uploadDataSize else { return .NO }
     let server = Unmanaged<HTTPSServer>.fromOpaque(cls).takeUnretainedValue()
-    // First call: headers only. Make room for the body.
+    let authorization = lanyard_mhd_header(connection, "Authorization").map { String(cString: $0) }
+    let methodName = method.map { String(cString: $0) } ?? ""
+    let path = url.map { String(cString: $0) } ?? ""
+    // First call: headers only. Refuse now if the headers already decide it; else make room for the body.
     guard let raw = slot.pointee else {
+        if let refusal = server.preflight(HTTPRequest(method: methodName, path: path, authorization: authorization, body: [], bodyTooLarge: false)) {
+            return queue(refusal, on: connection)
+        }
         slot.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
         return .YES
     }
@@ -113,10 +125,11 @@ private func httpsAccessHandler(cls: UnsafeMutableRawPointer?, connection: Opaqu
         return .YES
     }
     // Last call: the whole body is here.
-    let authorization = lanyard_mhd_header(connection, "Authorization").map { String(cString: $0) }
-    let request = HTTPRequest(method: method.map { String(cString: $0) } ?? "", path: url.map { String(cString: $0) } ?? "",
-                              authorization: authorization, body: state.body, bodyTooLarge: state.tooLarge)
-    let reply = server.handler(request)
+    let request = HTTPRequest(method: methodName, path: path, authorization: authorization, body: state.body, bodyTooLarge: state.tooLarge)
+    return queue(server.handler(request), on: connection)
+}
+
+private func queue(_ reply: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
     let response = reply.body.withUnsafeBytes {
         lanyard_mhd_response_copy($0.count, $0.baseAddress)
     }

@@ -190,7 +190,7 @@ package final class ControllerService: Sendable {
         guard let api = configuration.adminAPI else { return nil }
         let router = HTTPSAdminAPI(dispatcher: admin, log: log)
         let server = HTTPSServer(certificatePEM: try AtomicFile.readText(api.certificateFile), keyPEM: try AtomicFile.readText(api.keyFile),
-                                 handler: { router.handle($0) })
+                                 preflight: { router.preflight($0) }, handler: { router.handle($0) })
         try server.start(address: api.address, port: api.port)
         log.info("HTTPS admin API listening", ["address": "\(api.address):\(api.port)"])
         return server
