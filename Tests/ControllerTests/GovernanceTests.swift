@@ -131,6 +131,26 @@ struct GovernanceTests {
         #expect(try unwrapped(reply.notAfter) - Int64(f.clock.now.timeIntervalSince1970) == 60 * 86400)
     }
 
+    @Test("a device registered for idevid bootstrap, or of a class that no longer allows tokens, cannot enroll with a token")
+    func bootstrapMethodEnforced() throws {
+        let f = try ControllerFixture()
+        var sensor = try unwrapped(f.register.policies.list().first { $0.name == "sensor" })
+        sensor.bootstrapMethods = ["token", "idevid"]
+        _ = try f.call(.classSet, ClassSetParams(policy: sensor), as: ClassPolicyView.self, actor: identity)
+        _ = try f.register.add(DeviceAddParams(id: "gw-1", deviceClass: "sensor", owners: allOwners, attributes: DeviceAttributes(bootstrapMethod: "idevid")),
+                               actor: "test")
+        let token = try f.approve("gw-1").token
+        #expect(try f.enroll("gw-1", key: try PrivateKey.generateP256(), token: token).errorCode == "policy_violation")
+        try f.add("gw-2")
+        let token2 = try f.approve("gw-2").token
+        sensor.bootstrapMethods = ["idevid"]
+        _ = try f.call(.classSet, ClassSetParams(policy: sensor), as: ClassPolicyView.self, actor: identity)
+        #expect(try f.enroll("gw-2", key: try PrivateKey.generateP256(), token: token2).errorCode == "policy_violation")
+        // A bootstrap method the class does not allow is refused when the device is registered.
+        #expect(wireCode { _ = try f.register.add(DeviceAddParams(id: "gw-3", deviceClass: "lite", owners: ["ops": "o", "business": "b"],
+                                                                  attributes: DeviceAttributes(bootstrapMethod: "idevid")), actor: "test") } == "policy_violation")
+    }
+
     @Test("vendors: devices must name a known vendor; procurement alone records vendors, with before and after in the audit")
     func vendors() throws {
         let f = try ControllerFixture()

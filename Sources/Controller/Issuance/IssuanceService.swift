@@ -55,6 +55,11 @@ package struct IssuanceService: Sendable {
             throw WireError(.identityMismatch, "request names \(request.deviceId) on \(topicDevice)'s topic")
         }
         let (policy, csr, device) = try checkDevice(topicDevice, request.requestId, request.csr, allowed: [.approved, .active])
+        // A device registered to bootstrap with its factory identity must not enroll with a token (NHI4, insecure authentication).
+        let method = device.attributes?.bootstrapMethod ?? "token"
+        guard method == "token", policy.policy.bootstrapMethods.contains("token") else {
+            throw WireError(.policyViolation, "device \(topicDevice) bootstraps with \(method) (class allows \(policy.policy.bootstrapMethods.joined(separator: ", "))); token enrollment refused")
+        }
         if let existing = try previouslyIssued(topicDevice, requestID: request.requestId, key: csr.publicKey, policy: policy.policy) { return existing }
         let tokenHash = DeviceRegister.hashToken(request.token)
         let now = clock()
