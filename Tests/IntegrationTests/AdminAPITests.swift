@@ -97,6 +97,21 @@ struct AdminAPITests {
         let approved = try ctl("plant", ["--json", "exception", "approve", String(exceptionID), "--reason", "accepted"])
         #expect(approved.succeeded && approved.stdout.contains("\"approved\""), "\(approved.stdout) \(approved.stderr)")
 
+        // 04b — a CMDB file with one bad row: lanyardctl names the file and line, exits 1, and nothing is imported.
+        let cmdb = "\(fleet.directory)/cmdb.csv"
+        try "id,class,site,zone,owner_ops\nline-a,default,plant-a,ot,ot-ops\nline-b,default,plant-a,dmz,ot-ops\nline-c,default,plant-b,it,ot-ops\n"
+            .write(toFile: cmdb, atomically: true, encoding: .utf8)
+        let bad = try ctl("ot-ops", ["register", "import", cmdb])
+        #expect(bad.exitCode == 1, "\(bad.stdout) \(bad.stderr)")
+        #expect(bad.stderr.contains("cmdb.csv:3: bad_request: zone must be it or ot"), "\(bad.stderr)")
+        let listed = try ctl("auditor-1", ["--json", "device", "list"])
+        #expect(!listed.stdout.contains("line-a") && !listed.stdout.contains("line-c"), "a row was applied although line 3 is bad")
+        try "id,class,site,zone,owner_ops\nline-a,default,plant-a,ot,ot-ops\nline-c,default,plant-b,it,ot-ops\n".write(toFile: cmdb, atomically: true, encoding: .utf8)
+        let good = try ctl("ot-ops", ["register", "import", cmdb])
+        #expect(good.succeeded && good.stdout.contains("2 new"), "\(good.stdout) \(good.stderr)")
+        let filtered = try ctl("auditor-1", ["device", "list", "--site", "plant-b"])
+        #expect(filtered.stdout.contains("line-c") && !filtered.stdout.contains("line-a"), "\(filtered.stdout)")
+
         // 05 — no token or a wrong one: exit 77, audited as unauthorized.
         let anonymous = try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "status"],
                                             environment: ["LANYARD_TOKEN": "lyo_not-a-real-token"])
@@ -117,5 +132,25 @@ struct AdminAPITests {
             #expect(!fleet.controllerLog().contains(token))
         }
         passed = true
+    }
+
+    @Test("every command has --help (exit 0); usage errors exit 64; an unreachable server exits 69")
+    func helpAndExitCodes() throws {
+        let bin = Fleet.binDirectory + "/lanyardctl"
+        let commands = ["device add", "device approve", "device list", "device show", "device update", "device suspend", "device resume", "device retire",
+                        "device transfer", "device replace", "revoke", "status", "audit verify", "audit export", "class list", "class set", "vendor list",
+                        "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator list",
+                        "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show"]
+        for command in commands {
+            let help = try TestProcess.run(bin, command.split(separator: " ").map(String.init) + ["--help"])
+            #expect(help.exitCode == 0 && help.stdout.hasPrefix("usage: lanyardctl \(command)"), "\(command) --help: \(help.stdout) \(help.stderr)")
+        }
+        #expect(try TestProcess.run(bin, ["--help"]).stdout.contains("Exit status"))
+        #expect(try TestProcess.run(bin, ["device", "frobnicate"]).exitCode == 64)
+        #expect(try TestProcess.run(bin, ["device", "add", "gw-1"]).exitCode == 64)  // --class missing
+        #expect(try TestProcess.run(bin, ["--server", "https://127.0.0.1:1", "status"]).exitCode == 64)  // no --cacert
+        let unreachable = try TestProcess.run(bin, ["--server", "https://127.0.0.1:\(FreePort.allocate())", "--cacert", "/dev/null", "status"],
+                                              environment: ["LANYARD_TOKEN": "lyo_x"])
+        #expect(unreachable.exitCode == 69, "\(unreachable.stderr)")
     }
 }
