@@ -31,12 +31,14 @@ release: deps
 footprint: release
 	@scripts/footprint.sh
 
-# Figures, not assertions: issuance (crypto bound vs the controller's path)
+# Figures, not assertions: issuance (crypto bound vs the controller's path),
+# a 100 000-device register (import, list, filter, export, findings, report)
 # and the agent's footprint; Markdown on stdout, JSON under bench/results/.
 bench: footprint
 	$(SWIFT) build -c release --product lanyard-bench
 	mkdir -p bench/results
 	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --count 2000 --json bench/results/issuance.json
+	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --register 100000 --json bench/results/register.json
 
 clean:
 	rm -rf .build

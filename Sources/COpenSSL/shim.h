@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
@@ -62,5 +63,9 @@ static inline int lanyard_sk_X509_REVOKED_num(const STACK_OF(X509_REVOKED) *sk) 
 static inline X509_REVOKED *lanyard_sk_X509_REVOKED_value(const STACK_OF(X509_REVOKED) *sk, int i) {
     return sk_X509_REVOKED_value(sk, i);
 }
+
+// ---- TLS client (Sources/Shared/AdminAPI/HTTPSClient.swift) ----
+static inline long lanyard_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
+static inline long lanyard_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_min_proto_version(ctx, version); }
 
 #endif

@@ -53,6 +53,9 @@ final class ControllerFixture: @unchecked Sendable {
     let transport = RecordingTransport()
     let commands: CommandSender
     let revocation: RevocationService
+    /// The admin calls as both transports make them, role checks included.
+    let admin: AdminDispatcher
+    var exceptions: ExceptionRegister { admin.exceptions }
     var databasePath: String { configuration.databasePath }
     var reloadFlag: String { directory + "/reloaded.flag" }
 
@@ -113,7 +116,7 @@ final class ControllerFixture: @unchecked Sendable {
         authority = try IssuingAuthority.load(layout)
         store = try Store(path: configuration.databasePath)
         let now = clock.function
-        register = DeviceRegister(store: store, classes: configuration.classes, clock: now)
+        register = try DeviceRegister(store: store, classes: configuration.classes, clock: now)
         issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: testTrustDomain,
                                    backdate: configuration.backdate, clock: now)
         let log = Logger(component: "controller-test", minimum: .error)
@@ -123,6 +126,15 @@ final class ControllerFixture: @unchecked Sendable {
         commands = CommandSender(store: store, signer: CommandSigner(key: signerKey, chain: signerChain), transport: transport,
                                  trustDomain: testTrustDomain, ttl: configuration.commandTTL, clock: now, log: log)
         revocation = RevocationService(store: store, crl: crl, commands: commands, clock: now)
+        admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
+                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { false }, clock: now, log: log)
+    }
+
+    /// Calls the admin API as `actor`; returns the result or throws its coded error.
+    func call<P: Encodable, R: Decodable>(_ op: AdminOperation, _ params: P, as: R.Type, actor: AdminActor) throws -> R {
+        let response = admin.handle(op, params: WireCodec.encode(params), actor: actor)
+        if let error = response.error { throw error }
+        return try WireCodec.decode(R.self, from: Array(try unwrapped(response.result, "result")))
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }

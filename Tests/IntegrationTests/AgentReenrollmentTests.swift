@@ -15,10 +15,8 @@ struct AgentReenrollmentTests {
         var passed = false
         var broker: Broker?
         defer { broker?.stop(); fleet.shutdown(keep: !passed) }
-        // The class allows it (the sample config says false).
-        fleet.stopController()
-        try fleet.setControllerOption("reenroll_after_expiry", "true")
-        try fleet.startController()
+        // The class allows it (the sample config says false): a new, audited policy version.
+        try fleet.ctl(["class", "set", "default", "--reenroll-after-expiry", "yes", "--reenroll-window", "1h", "--reason", "gateways at remote sites"])
 
         let running = "gw-outage", sleeper = "gw-sleeper"
         for id in [running, sleeper] {

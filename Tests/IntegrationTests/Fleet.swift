@@ -37,11 +37,16 @@ final class Fleet: @unchecked Sendable {
         return Broker.repositoryRoot + "/.build/debug"
     }
 
-    init(ttl: String) throws {
+    /// The HTTPS admin API's port, when the fleet was made with one.
+    let apiPort: Int?
+
+    init(ttl: String, apiPort: Int? = nil) throws {
         bin = Fleet.binDirectory
+        self.apiPort = apiPort
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("lanyard-it-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory + "/agents", withIntermediateDirectories: true)
-        try TestProcess.check("\(bin)/lanyard-controller", ["init", "--dir", "\(directory)/controller", "--trust-domain", trustDomain, "--class-ttl", ttl])
+        try TestProcess.check("\(bin)/lanyard-controller", ["init", "--dir", "\(directory)/controller", "--trust-domain", trustDomain, "--class-ttl", ttl]
+                              + (apiPort.map { ["--api-port", String($0)] } ?? []))
         broker = try Broker.start(pkiDirectory: "\(directory)/controller/pki", crlFile: "\(directory)/controller/crl.pem")
         let configPath = "\(controllerDirectory)/controller.conf"
         var config = try String(contentsOfFile: configPath, encoding: .utf8)

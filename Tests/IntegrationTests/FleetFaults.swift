@@ -55,16 +55,6 @@ extension Fleet {
         try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
 
-    /// Sets `key = value` wherever the controller's config sets that key (the
-    /// sample sets each class option once). Takes effect at the next start.
-    func setControllerOption(_ key: String, _ value: String) throws {
-        let path = "\(controllerDirectory)/controller.conf"
-        let lines = try String(contentsOfFile: path, encoding: .utf8).components(separatedBy: "\n")
-        guard lines.contains(where: { $0.hasPrefix("\(key) =") }) else { throw SampleProblem("\(key) is not set in \(path)") }
-        try lines.map { $0.hasPrefix("\(key) =") ? "\(key) = \(value)" : $0 }.joined(separator: "\n")
-            .write(toFile: path, atomically: true, encoding: .utf8)
-    }
-
     /// `lanyard-agent status --json` run with extra environment (the device's
     /// faked clock: status judges time left on the device's clock too).
     func agentStatus(_ id: String, environment: [String: String]) throws -> [String: Any] {

@@ -31,10 +31,10 @@ package struct RevocationService: Sendable {
         let started = ContinuousClock.now
         let (serials, reported) = try store.transaction { db -> ([String], String?) in
             guard let row = try db.query("SELECT state, reported_state FROM devices WHERE id = ?", [.text(id.rawValue)]).first,
-                  let state = row[0].text else {
+                  let text = row[0].text, let state = DeviceState(rawValue: text) else {
                 throw WireError(.notFound, "no device \(id)")
             }
-            guard state != DeviceState.revoked.rawValue else { throw WireError(.invalidTransition, "device \(id) is already revoked") }
+            _ = try Lifecycle.next(from: state, on: .revoke)
             let serials = try db.query("SELECT serial FROM certificates WHERE device_id = ? AND revoked_at IS NULL", [.text(id.rawValue)])
                 .compactMap { $0[0].text }
             let t = Int64(now.timeIntervalSince1970)
@@ -44,7 +44,7 @@ package struct RevocationService: Sendable {
                          [.int(t), .text(reason.name), .text(id.rawValue)])
             try db.query("DELETE FROM enrollment_tokens WHERE device_id = ? AND used_at IS NULL", [.text(id.rawValue)])
             try db.audit(time: now, actor: actor, action: "device.revoke", target: id.rawValue, outcome: "ok",
-                         detail: "reason=\(reason.name) serials=\(serials.joined(separator: ","))")
+                         detail: "before=\(state.rawValue) after=revoked reason=\(reason.name) serials=\(serials.joined(separator: ","))")
             return (serials, row[1].text)
         }
         // The register already says revoked, so a retry would be refused:

@@ -41,6 +41,14 @@ package struct WireError: Codable, Sendable, Equatable, Error, CustomStringConve
         package static let alreadyExists: Code = "already_exists"
         package static let notFound: Code = "not_found"
         package static let unauthorized: Code = "unauthorized"
+        /// Authenticated, but no role of the caller allows the call.
+        package static let forbidden: Code = "forbidden"
+        /// The device is suspended: no renewal until it is resumed.
+        package static let suspended: Code = "suspended"
+        /// Separation of duties: e.g. the requester of an exception deciding it.
+        package static let separationOfDuties: Code = "separation_of_duties"
+        /// A CSV import found bad rows and applied nothing.
+        package static let invalidRows: Code = "invalid_rows"
         package static let `internal`: Code = "internal"
     }
 }
