@@ -5,7 +5,7 @@ usage: lanyardctl [--server URL --cacert FILE --token-file FILE | --socket PATH]
 
 Commands (lanyardctl COMMAND --help for each):
   device add|approve|list|show|update|suspend|resume|retire|transfer|replace
-  revoke                      revoke a device (register, CRL, broker reload, signed command)
+  revoke                      revoke a device or every device a selector matches (register, CRL, reload, command, session cut)
   class list|set              device class policies (versioned)
   vendor list|set             vendors and their identity clauses
   exception request|approve|reject|list
@@ -48,7 +48,7 @@ let commandHelp: [String: String] = [
     "device retire": "usage: lanyardctl device retire ID [--reason TEXT]\nrevoked → retired; refused while a certificate is still valid (role ops).",
     "device transfer": "usage: lanyardctl device transfer ID --owner ROLE=NAME... [--reason TEXT]\nNew owners; an enrolled device must rotate its key (role ops).",
     "device replace": "usage: lanyardctl device replace OLD --with NEW [--reason TEXT]\nRevoke (if needed) and retire OLD, link NEW (registered or approved) to it (role ops).",
-    "revoke": "usage: lanyardctl revoke ID --reason REASON\nRevoke (RFC 5280 reason, e.g. keyCompromise, cessationOfOperation) (roles ops, secarch). Exit 2 if the broker or the device was not told.",
+    "revoke": "usage: lanyardctl revoke ID --reason REASON\n       lanyardctl revoke --selector KEY=VALUE[,KEY=VALUE...] --reason REASON [--dry-run]\nRevoke (RFC 5280 reason, e.g. keyCompromise, cessationOfOperation) (roles ops, secarch): the register, one CRL and broker reload, a signed revoke command, the live session cut. A selector (keys id, class, site, zone, vendor, model, firmware, tag; all terms must hold) revokes every device it matches; --dry-run lists them. Exit 2 if the broker or a device was not told or a session was not cut.",
     "status": "usage: lanyardctl status\nController, broker connection and CRL (any role).",
     "audit verify": "usage: lanyardctl audit verify\nRecompute the audit hash chain; exit 1 naming the first bad entry (roles auditor, admin).",
     "audit export": "usage: lanyardctl audit export [--output FILE]\nThe audit trail as JSON lines (roles auditor, admin).",

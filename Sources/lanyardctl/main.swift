@@ -161,6 +161,23 @@ do {
         let d = try client.call(.deviceReplace, DeviceReplaceParams(id: argument(2, "device id"), replacement: new, reason: args.value("reason")),
                                 as: DeviceView.self)
         printDevice(d, "\(d.id) is retired, replaced by \(d.replacedBy ?? new)")
+    case ("revoke", _) where args.value("selector") != nil:
+        guard let reason = args.value("reason") else { fail("--reason is required (e.g. keyCompromise)", exitUsage) }
+        guard args.positional.count == 1 else { fail("give either a device id or --selector, not both", exitUsage) }
+        let r = try client.call(.deviceRevokeSelected, RevokeSelectedParams(selector: args.value("selector") ?? "", reason: reason,
+                                                                           dryRun: args.flag("dry-run") ? true : nil), as: RevokeSelectedResult.self)
+        if json { printJSON(r) } else if r.dryRun {
+            print("would revoke \(r.matched.count) device(s) matching \(r.selector): \(r.matched.joined(separator: ", "))")
+            if !r.skipped.isEmpty { print("already revoked or retired: \(r.skipped.joined(separator: ", "))") }
+        } else {
+            table(["DEVICE", "CERTIFICATES", "COMMAND SENT", "SESSION CUT", "TIME TO REVOKE"],
+                  r.results.map { [$0.id, String($0.revokedSerials.count), $0.commandSent ? "yes" : "NO", $0.sessionCut == true ? "yes" : "NO",
+                                   $0.timeToRevokeMs.map { "\($0) ms" } ?? "-"] })
+            print("revoked \(r.results.count) device(s) matching \(r.selector): CRL #\(r.crlNumber.map(String.init) ?? "-"), broker reloaded: \(r.brokerReloaded ? "yes" : "NO")"
+                  + (r.timeToRevokeP50Ms.map { ", time to revoke p50 \($0) ms, p99 \(r.timeToRevokeP99Ms ?? 0) ms" } ?? ""))
+            if !r.skipped.isEmpty { print("skipped (already revoked or retired, or gone): \(r.skipped.joined(separator: ", "))") }
+        }
+        if !r.dryRun && (!r.results.isEmpty && (!r.brokerReloaded || r.results.contains { !$0.commandSent || $0.sessionCut != true })) { exit(exitPartial) }
     case ("revoke", _):
         guard let reason = args.value("reason") else { fail("--reason is required (e.g. keyCompromise)", exitUsage) }
         let r = try client.call(.deviceRevoke, RevokeParams(id: argument(1, "device id"), reason: reason), as: RevokeResult.self)

@@ -65,6 +65,7 @@ struct AdminAPITests {
             (["register", "import", csv, "--dry-run"], ["ops"]),
             (["exception", "request", "--device", "gw-r", "--control", "key_reuse", "--justification", "j", "--compensating", "c", "--expires", "1d"], ["ops"]),
             (["revoke", "no-such-device", "--reason", "superseded"], ["ops", "secarch"]),
+            (["revoke", "--selector", "site=nowhere", "--reason", "superseded", "--dry-run"], ["ops", "secarch"]),
             (["class", "set", "default", "--renewal-sla", "2h"], ["identity"]),
             (["vendor", "set", "Acme", "--clauses", "issuance,rotation,revocation"], ["procurement"]),
             (["exception", "reject", "999"], ["business"]),

@@ -76,4 +76,58 @@ struct RevocationSessionTests {
         print("revocation: enforced in \(enforcedIn) ms, stolen session dropped \(String(format: "%.2f", droppedAfter)) s after the call")
         passed = true
     }
+
+    @Test("revoke by selector: every matching device revoked in one CRL and reload, sessions cut, p50/p99 reported; a dry run changes nothing; others untouched")
+    func revokeBySelector() async throws {
+        let fleet = try Fleet(ttl: "30s")
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        let line2 = ["gw-l2-a", "gw-l2-b"], other = "gw-l1"
+        for id in line2 + [other] {
+            try fleet.register(id)
+            try fleet.startAgent(id)
+        }
+        try #require(try fleet.ctl(["vendor", "set", "acme", "--clauses", "issuance,rotation,revocation"]).succeeded)
+        for (id, site) in [(line2[0], "line-2"), (line2[1], "line-2"), (other, "line-1")] {
+            let updated = try fleet.ctl(["device", "update", id, "--site", site, "--vendor", "acme"])
+            try #require(updated.succeeded, "device update \(id): \(updated.stderr)")
+        }
+        try await fleet.wait("three agents to enroll and connect", timeout: 25) {
+            try (line2 + [other]).allSatisfy { try fleet.agentStatus($0)["connected"] as? Bool == true }
+        }
+        let crlBefore = try fleet.status()["crlNumber"] as? Int ?? -1
+
+        // 01 — a dry run lists the two devices and changes nothing.
+        let dry = try fleet.ctlJSON(["revoke", "--selector", "vendor=acme,site=line-2", "--reason", "keyCompromise", "--dry-run"])
+        #expect(Set(dry["matched"] as? [String] ?? []) == Set(line2), "\(dry)")
+        #expect(try fleet.ctlJSON(["device", "show", line2[0]])["state"] as? String == "active")
+        // A malformed selector is refused with a usage hint.
+        let bad = try fleet.ctl(["revoke", "--selector", "colour=red", "--reason", "keyCompromise"])
+        #expect(bad.exitCode == 1 && bad.stderr.contains("selector must be"), "\(bad.stderr)")
+
+        // 02 — the real thing: both revoked, one CRL, sessions cut, time to revoke reported.
+        let result = try fleet.ctlJSON(["revoke", "--selector", "vendor=acme,site=line-2", "--reason", "keyCompromise"])
+        let results = result["results"] as? [[String: Any]] ?? []
+        #expect(Set(results.compactMap { $0["id"] as? String }) == Set(line2), "\(result)")
+        #expect(results.allSatisfy { $0["sessionCut"] as? Bool == true && $0["commandSent"] as? Bool == true }, "\(results)")
+        #expect(result["brokerReloaded"] as? Bool == true)
+        #expect((result["crlNumber"] as? Int ?? 0) == crlBefore + 1, "one CRL for the whole selector: \(result["crlNumber"] ?? "-") after #\(crlBefore)")
+        let p99 = result["timeToRevokeP99Ms"] as? Int ?? -1
+        #expect(p99 >= 0 && p99 < 5000, "p99 \(p99) ms")
+        for id in line2 {
+            try await fleet.wait("\(id) to report revoked and erase its keys", timeout: 15) { try fleet.agentStatus(id)["state"] as? String == "revoked" }
+        }
+        // The other device of the same vendor, at another site: untouched, still renewing.
+        let before = try fleet.agentStatus(other)["renewals"] as? Int ?? 0
+        try await fleet.wait("\(other) to renew after the bulk revocation", timeout: 60) {
+            let s = try fleet.agentStatus(other)
+            return (s["renewals"] as? Int ?? 0) > before && s["connected"] as? Bool == true
+        }
+        #expect(try fleet.ctlJSON(["device", "show", other])["state"] as? String == "active")
+        // Again: nothing left to revoke, both listed as skipped.
+        let again = try fleet.ctlJSON(["revoke", "--selector", "site=line-2", "--reason", "keyCompromise"])
+        #expect((again["results"] as? [Any])?.isEmpty == true && Set(again["skipped"] as? [String] ?? []) == Set(line2), "\(again)")
+        print("bulk revocation of \(results.count): p50 \(result["timeToRevokeP50Ms"] ?? "-") ms, p99 \(p99) ms")
+        passed = true
+    }
 }

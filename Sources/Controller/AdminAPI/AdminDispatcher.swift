@@ -66,6 +66,7 @@ package struct AdminDispatcher: Sendable {
         case .deviceList: return DeviceListResult(devices: try register.list())
         case .deviceShow: return try register.show(params(DeviceRef.self).id)
         case .deviceRevoke: return try revocation.revoke(params(RevokeParams.self), actor: who)
+        case .deviceRevokeSelected: return try revocation.revokeSelected(params(RevokeSelectedParams.self), devices: register.list(), actor: who)
         case .deviceUpdate: return try register.update(params(DeviceUpdateParams.self), actor: who)
         case .deviceTransition: return try register.transition(params(DeviceTransitionParams.self), actor: who)
         case .deviceTransfer: return try register.transfer(params(DeviceTransferParams.self), actor: who)

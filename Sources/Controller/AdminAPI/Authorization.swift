@@ -11,7 +11,7 @@ package enum Authorization {
         case .deviceAdd, .deviceApprove, .deviceUpdate, .deviceTransition, .deviceTransfer, .deviceReplace, .registerImport, .exceptionRequest:
             [.ops]
         // Emergency revocation belongs to security architecture as well as operations.
-        case .deviceRevoke: [.ops, .secarch]
+        case .deviceRevoke, .deviceRevokeSelected: [.ops, .secarch]
         case .classSet: [.identity]
         case .vendorSet: [.procurement]
         case .exceptionDecide, .reviewAttest: [.business]

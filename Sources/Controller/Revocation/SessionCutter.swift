@@ -6,8 +6,18 @@ import Synchronization
 /// handshake, so a device that ignores the revoke command would otherwise stay
 /// connected until it disconnects on its own.
 package protocol SessionCutter: Sendable {
-    /// Blocks up to the cutter's timeout; never throws: the outcome says what happened.
-    func cut(_ device: DeviceID) -> SessionCutOutcome
+    /// Cuts every device's sessions, calling `each` as each device's outcome
+    /// is known. Blocks up to the cutter's timeout per batch; never throws:
+    /// the outcomes say what happened.
+    func cut(_ devices: [DeviceID], each: (DeviceID, SessionCutOutcome) -> Void)
+}
+
+extension SessionCutter {
+    package func cut(_ device: DeviceID) -> SessionCutOutcome {
+        var result = SessionCutOutcome.notConfigured
+        cut([device]) { _, outcome in result = outcome }
+        return result
+    }
 }
 
 package struct SessionCutOutcome: Sendable, Equatable {
@@ -57,32 +67,51 @@ package final class DynamicSecuritySessionCutter: SessionCutter {
         var responses: [Item]
     }
 
-    package func cut(_ device: DeviceID) -> SessionCutOutcome {
+    /// Devices per control message: two commands each keep a batch near
+    /// 15 KiB, under the broker's 64 KiB max_packet_size.
+    static let batchSize = 100
+
+    package func cut(_ devices: [DeviceID], each: (DeviceID, SessionCutOutcome) -> Void) {
+        var start = 0
+        while start < devices.count {
+            let batch = Array(devices[start..<min(start + DynamicSecuritySessionCutter.batchSize, devices.count)])
+            start += batch.count
+            for (device, outcome) in cutBatch(batch) { each(device, outcome) }
+        }
+    }
+
+    private func cutBatch(_ devices: [DeviceID]) -> [(DeviceID, SessionCutOutcome)] {
+        func all(_ outcome: SessionCutOutcome) -> [(DeviceID, SessionCutOutcome)] { devices.map { ($0, outcome) } }
         let correlation = makeRequestID()
         pending.withLock { $0[correlation] = .some(nil) }
         defer { pending.withLock { _ = $0.removeValue(forKey: correlation) } }
-        let request = Request(commands: [
-            .init(command: "createClient", username: device.rawValue, correlationData: correlation),
-            .init(command: "disableClient", username: device.rawValue, correlationData: correlation),
-        ])
+        // Each command carries the correlation id and its device, so the
+        // answers (in order, one per command) map back to devices.
+        var commands: [Request.Command] = []
+        for device in devices {
+            commands.append(.init(command: "createClient", username: device.rawValue, correlationData: "\(correlation):\(device.rawValue)"))
+            commands.append(.init(command: "disableClient", username: device.rawValue, correlationData: "\(correlation):\(device.rawValue)"))
+        }
         do {
-            try publish(DynamicSecuritySessionCutter.controlTopic, WireCodec.encode(request))
+            try publish(DynamicSecuritySessionCutter.controlTopic, WireCodec.encode(Request(commands: commands)))
         } catch {
-            return SessionCutOutcome(cut: false, error: "not sent to the broker: \(error)")
+            return all(SessionCutOutcome(cut: false, error: "not sent to the broker: \(error)"))
         }
         let deadline = Date().addingTimeInterval(timeout.timeInterval)
         arrived.lock()
         defer { arrived.unlock() }
         while true {
             if let items = pending.withLock({ $0[correlation] ?? nil }) {
-                // "Client already exists" is expected for a device revoked before (or re-revoked).
-                let disable = items.first { $0.command == "disableClient" }
-                guard let disable else { return SessionCutOutcome(cut: false, error: "the broker did not answer disableClient") }
-                if let error = disable.error { return SessionCutOutcome(cut: false, error: "disableClient: \(error)") }
-                return SessionCutOutcome(cut: true, error: nil)
+                return devices.map { device in
+                    // "Client already exists" is expected for a device revoked before.
+                    let disable = items.first { $0.command == "disableClient" && $0.correlationData == "\(correlation):\(device.rawValue)" }
+                    guard let disable else { return (device, SessionCutOutcome(cut: false, error: "the broker did not answer disableClient")) }
+                    if let error = disable.error { return (device, SessionCutOutcome(cut: false, error: "disableClient: \(error)")) }
+                    return (device, SessionCutOutcome(cut: true, error: nil))
+                }
             }
             if !arrived.wait(until: deadline) {
-                return SessionCutOutcome(cut: false, error: "no answer from the dynamic-security plugin within \(timeout)")
+                return all(SessionCutOutcome(cut: false, error: "no answer from the dynamic-security plugin within \(timeout)"))
             }
         }
     }
@@ -90,8 +119,12 @@ package final class DynamicSecuritySessionCutter: SessionCutter {
     /// A message on `responseTopic` (the controller's MQTT handler calls this).
     package func handleResponse(_ payload: [UInt8]) {
         guard let response = try? WireCodec.decode(Response.self, from: payload) else { return }
+        // correlationData is "<batch id>:<device>": group the answers by batch.
         var byCorrelation: [String: [Response.Item]] = [:]
-        for item in response.responses { if let c = item.correlationData { byCorrelation[c, default: []].append(item) } }
+        for item in response.responses {
+            guard let c = item.correlationData, let colon = c.firstIndex(of: ":") else { continue }
+            byCorrelation[String(c[..<colon]), default: []].append(item)
+        }
         let matched = pending.withLock { waiting -> Bool in
             var any = false
             for (correlation, items) in byCorrelation where waiting[correlation] != nil {

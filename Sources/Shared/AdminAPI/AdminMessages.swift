@@ -12,6 +12,8 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case deviceList = "device.list"
     case deviceShow = "device.show"
     case deviceRevoke = "device.revoke"
+    /// Every device a selector matches (e.g. `vendor=acme`), in one CRL and one reload.
+    case deviceRevokeSelected = "device.revoke-selected"
     case status = "status"
     case auditVerify = "audit.verify"
     case auditExport = "audit.export"
@@ -124,6 +126,46 @@ package struct RevokeParams: Codable, Sendable {
     package init(id: String, reason: String) {
         self.id = id
         self.reason = reason
+    }
+}
+
+/// Revocation of every device a selector matches: `key=value` terms joined by
+/// commas, all of which must hold (keys: id, class, site, zone, vendor,
+/// model, firmware, tag).
+package struct RevokeSelectedParams: Codable, Sendable {
+    package var selector: String
+    package var reason: String
+    /// Only list the devices that would be revoked.
+    package var dryRun: Bool?
+    package init(selector: String, reason: String, dryRun: Bool? = nil) {
+        self.selector = selector
+        self.reason = reason
+        self.dryRun = dryRun
+    }
+}
+
+package struct RevokeSelectedResult: Codable, Sendable {
+    package var selector: String
+    package var dryRun: Bool
+    /// Devices the selector matched that were revoked (or would be, with dryRun).
+    package var matched: [String]
+    /// Matched but already revoked or retired: left alone.
+    package var skipped: [String]
+    package var results: [RevokeResult]
+    package var crlNumber: UInt64?
+    package var brokerReloaded: Bool
+    /// Time to revoke per device (the call until the broker refuses it), milliseconds.
+    package var timeToRevokeP50Ms: Int?
+    package var timeToRevokeP99Ms: Int?
+    package var timeToRevokeMaxMs: Int?
+    package init(selector: String, dryRun: Bool, matched: [String], skipped: [String], results: [RevokeResult], crlNumber: UInt64?, brokerReloaded: Bool) {
+        self.selector = selector
+        self.dryRun = dryRun
+        self.matched = matched
+        self.skipped = skipped
+        self.results = results
+        self.crlNumber = crlNumber
+        self.brokerReloaded = brokerReloaded
     }
 }
 
