@@ -6,6 +6,7 @@ usage: lanyardctl [--server URL --cacert FILE --token-file FILE | --socket PATH]
 Commands (lanyardctl COMMAND --help for each):
   device add|approve|list|show|update|suspend|resume|retire|transfer|replace
   revoke                      revoke a device or every device a selector matches (register, CRL, reload, command, session cut)
+  campaign create|start|pause|resume|cancel|status|list   rotation campaigns (rate, canary, abort, timeout, retries)
   class list|set              device class policies (versioned)
   vendor list|set             vendors and their identity clauses
   exception request|approve|reject|list
@@ -30,6 +31,20 @@ Exit status: 0 done, 1 refused (coded error on stderr), 2 done in part, 64 usage
 """
 
 let commandHelp: [String: String] = [
+    "campaign create": """
+        usage: lanyardctl campaign create --selector KEY=VALUE[,KEY=VALUE...] --reason TEXT [--trigger TYPE] [--max-per-minute N]
+                                          [--canary N] [--abort-failure-pct P] [--abort-min-executed N] [--timeout D] [--retries N] [--window D]
+        A rotation campaign in draft over the devices the selector matches now (keys id, class, site, zone, vendor, model,
+        firmware, tag) (role ops). Trigger: manual (default), ca.rotated, vendor.changed, firmware.updated, ownership.transferred,
+        policy.changed, device.replaced, device.compromised, device.retired. Defaults: 60 per minute, no canary, no abort,
+        timeout 10m, no retries, window 24h (offline devices are sent the command when they reconnect within it).
+        """,
+    "campaign start": "usage: lanyardctl campaign start ID\nStart a draft campaign (role ops).",
+    "campaign pause": "usage: lanyardctl campaign pause ID [--reason TEXT]\nStop sending; devices already sent may still succeed (role ops).",
+    "campaign resume": "usage: lanyardctl campaign resume ID [--reason TEXT]\nSend again (role ops).",
+    "campaign cancel": "usage: lanyardctl campaign cancel ID [--reason TEXT]\nEnd it; nothing more is sent (role ops).",
+    "campaign status": "usage: lanyardctl campaign status ID [--watch]\nProgress, counts by state and every device's execution (any role); --watch redraws a progress bar until it ends. Exit 2 when aborted.",
+    "campaign list": "usage: lanyardctl campaign list\nEvery campaign with its state and counts (any role).",
     "device add": """
         usage: lanyardctl device add ID --class CLASS [--owner ROLE=NAME]... [--vendor V] [--model M] [--hw-serial S]
                                      [--firmware F] [--site S] [--zone it|ot] [--tag T]... [--bootstrap token|idevid]

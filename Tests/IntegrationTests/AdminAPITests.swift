@@ -66,6 +66,8 @@ struct AdminAPITests {
             (["exception", "request", "--device", "gw-r", "--control", "key_reuse", "--justification", "j", "--compensating", "c", "--expires", "1d"], ["ops"]),
             (["revoke", "no-such-device", "--reason", "superseded"], ["ops", "secarch"]),
             (["revoke", "--selector", "site=nowhere", "--reason", "superseded", "--dry-run"], ["ops", "secarch"]),
+            (["campaign", "create", "--selector", "id=gw-r", "--reason", "rbac"], ["ops"]),
+            (["campaign", "cancel", "cmp-nope"], ["ops"]),
             (["class", "set", "default", "--renewal-sla", "2h"], ["identity"]),
             (["vendor", "set", "Acme", "--clauses", "issuance,rotation,revocation"], ["procurement"]),
             (["exception", "reject", "999"], ["business"]),
@@ -77,7 +79,7 @@ struct AdminAPITests {
             (["audit", "export", "--output", "\(fleet.directory)/audit.jsonl"], ["admin", "auditor"]),
             (["device", "list"], all), (["device", "show", "gw-r"], all), (["status"], all), (["class", "list"], all),
             (["vendor", "list"], all), (["exception", "list"], all), (["whoami"], all), (["register", "export"], all),
-            (["findings"], all), (["report", "--format", "csv"], all), (["review", "show", "--review", "1"], all),
+            (["findings"], all), (["report", "--format", "csv"], all), (["review", "show", "--review", "1"], all), (["campaign", "list"], all),
         ]
         var refusals: [String: Int] = [:]
         for (role, name) in Self.operators {
@@ -141,7 +143,8 @@ struct AdminAPITests {
         let commands = ["device add", "device approve", "device list", "device show", "device update", "device suspend", "device resume", "device retire",
                         "device transfer", "device replace", "revoke", "status", "audit verify", "audit export", "class list", "class set", "vendor list",
                         "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator list",
-                        "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show"]
+                        "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show",
+                        "campaign create", "campaign start", "campaign pause", "campaign resume", "campaign cancel", "campaign status", "campaign list"]
         for command in commands {
             let help = try TestProcess.run(bin, command.split(separator: " ").map(String.init) + ["--help"])
             #expect(help.exitCode == 0 && help.stdout.hasPrefix("usage: lanyardctl \(command)"), "\(command) --help: \(help.stdout) \(help.stderr)")

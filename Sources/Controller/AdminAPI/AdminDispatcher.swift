@@ -15,13 +15,22 @@ package struct AdminDispatcher: Sendable {
     package let csv: RegisterCSV
     package let findings: FleetFindings
     package let review: AccessReview
+    /// Nil where no campaigns run (unit tests of the register): their calls are refused.
+    package let campaigns: CampaignService?
     package let configuration: ControllerConfiguration
     package let brokerConnected: @Sendable () -> Bool
     package let clock: @Sendable () -> Date
     let log: Logger
 
+    private func campaignService() throws -> CampaignService {
+        guard let campaigns else { throw WireError(.internal, "campaigns are not running in this controller") }
+        return campaigns
+    }
+
     package init(store: Store, register: DeviceRegister, revocation: RevocationService, configuration: ControllerConfiguration,
-                 issuerName: String, brokerConnected: @escaping @Sendable () -> Bool, clock: @escaping @Sendable () -> Date, log: Logger) {
+                 issuerName: String, brokerConnected: @escaping @Sendable () -> Bool, campaigns: CampaignService? = nil,
+                 clock: @escaping @Sendable () -> Date, log: Logger) {
+        self.campaigns = campaigns
         self.store = store
         self.register = register
         self.revocation = revocation
@@ -66,6 +75,13 @@ package struct AdminDispatcher: Sendable {
         case .deviceList: return DeviceListResult(devices: try register.list())
         case .deviceShow: return try register.show(params(DeviceRef.self).id)
         case .deviceRevoke: return try revocation.revoke(params(RevokeParams.self), actor: who)
+        case .campaignCreate: return try campaignService().create(params(CampaignCreateParams.self), devices: register.list(), actor: who)
+        case .campaignStart: return try campaignService().start(params(CampaignRef.self), actor: who)
+        case .campaignPause: return try campaignService().pause(params(CampaignRef.self), actor: who)
+        case .campaignResume: return try campaignService().resume(params(CampaignRef.self), actor: who)
+        case .campaignCancel: return try campaignService().cancel(params(CampaignRef.self), actor: who)
+        case .campaignStatus: return try campaignService().status(params(CampaignRef.self))
+        case .campaignList: return try campaignService().list()
         case .deviceRevokeSelected: return try revocation.revokeSelected(params(RevokeSelectedParams.self), devices: register.list(), actor: who)
         case .deviceUpdate: return try register.update(params(DeviceUpdateParams.self), actor: who)
         case .deviceTransition: return try register.transition(params(DeviceTransitionParams.self), actor: who)

@@ -6,9 +6,11 @@ import Shared
 package enum Authorization {
     package static func roles(for op: AdminOperation) -> Set<OperatorRole> {
         switch op {
-        case .deviceList, .deviceShow, .status, .classList, .vendorList, .exceptionList, .whoami, .registerExport, .findings, .report, .reviewShow:
+        case .deviceList, .deviceShow, .status, .classList, .vendorList, .exceptionList, .whoami, .registerExport, .findings, .report, .reviewShow,
+             .campaignStatus, .campaignList:
             Set(OperatorRole.allCases)
-        case .deviceAdd, .deviceApprove, .deviceUpdate, .deviceTransition, .deviceTransfer, .deviceReplace, .registerImport, .exceptionRequest:
+        case .deviceAdd, .deviceApprove, .deviceUpdate, .deviceTransition, .deviceTransfer, .deviceReplace, .registerImport, .exceptionRequest,
+             .campaignCreate, .campaignStart, .campaignPause, .campaignResume, .campaignCancel:
             [.ops]
         // Emergency revocation belongs to security architecture as well as operations.
         case .deviceRevoke, .deviceRevokeSelected: [.ops, .secarch]

@@ -32,6 +32,11 @@ package struct CommandSender: Sendable {
     /// Returns whether the command reached the broker.
     @discardableResult
     package func send(to device: DeviceID, command: String, args: [String: String]? = nil) -> Bool {
+        sendReturningID(to: device, command: command, args: args) != nil
+    }
+
+    /// As `send`; returns the command's `jti` (what the device's ack names), nil when it was not sent.
+    package func sendReturningID(to device: DeviceID, command: String, args: [String: String]? = nil) -> String? {
         let now = clock()
         let jti = makeRequestID()
         do {
@@ -50,10 +55,10 @@ package struct CommandSender: Sendable {
             let jws = try signer.sign(claims)
             try transport.publish(topic: Topics.command(device), payload: Array(jws.utf8))
             log.info("command sent", ["device": device.rawValue, "cmd": command, "seq": String(seq), "jti": jti])
-            return true
+            return jti
         } catch {
             log.error("command not sent", ["device": device.rawValue, "cmd": command, "error": "\(error)"])
-            return false
+            return nil
         }
     }
 

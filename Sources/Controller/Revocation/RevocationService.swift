@@ -119,11 +119,12 @@ package struct RevocationService: Sendable {
         var sent: [DeviceID: Bool] = [:]
         for device in marked { sent[device.id] = commands.send(to: device.id, command: "revoke", args: ["reason": reason.name]) }
         // A connected agent that obeys acknowledges, reports `revoked` and
-        // disconnects within milliseconds; give those that are online that
-        // long so their reports are not lost to the cut. One that ignores the
+        // disconnects within milliseconds (up to a second on a loaded gateway);
+        // give those that are online that long so their reports are not lost
+        // to the cut. One that ignores the
         // command costs this wait (once for the whole batch).
         let online = marked.filter { sent[$0.id] == true && $0.reported != nil && $0.reported != "offline" && $0.reported != "revoked" }.map(\.id)
-        if !online.isEmpty { waitForReportedRevocation(online, upTo: .milliseconds(500)) }
+        if !online.isEmpty { waitForReportedRevocation(online, upTo: .seconds(1)) }
         // After the reload: a session cut before it could simply reconnect.
         var cuts: [DeviceID: (outcome: SessionCutOutcome, at: ContinuousClock.Instant)] = [:]
         if let sessions {

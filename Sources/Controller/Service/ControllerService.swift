@@ -21,6 +21,7 @@ package final class ControllerService: Sendable {
     let commands: CommandSender
     let revocation: RevocationService
     let sessionCutter: DynamicSecuritySessionCutter
+    let campaigns: CampaignService
     let admin: AdminDispatcher
     let mqtt: MQTTClient
     let clock: @Sendable () -> Date
@@ -55,8 +56,9 @@ package final class ControllerService: Sendable {
             try mqtt.publish(topic: topic, payload: payload, qos: 1, retain: false)
         }
         revocation = RevocationService(store: store, crl: crl, commands: commands, sessions: sessionCutter, clock: clock)
+        campaigns = CampaignService(store: store, commands: commands, clock: clock, log: log)
         admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
-                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, clock: clock, log: log)
+                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, campaigns: campaigns, clock: clock, log: log)
         for name in register.policies.drift(from: configuration.classes) {
             log.warning("class policy in the configuration differs from the register's current version; the register wins (lanyardctl class set)",
                         ["class": name])
@@ -110,6 +112,13 @@ package final class ControllerService: Sendable {
                     do { try crl.refreshIfDue() } catch { log.error("CRL refresh failed", ["error": "\(error)"]) }
                 }
             }
+            group.addTask { [self] in
+                // Rotation campaigns advance once a second (rate, timeouts, canaries, completion).
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(1))
+                    campaigns.tick()
+                }
+            }
             group.addTask {
                 let signal = await stop.wait()
                 self.log.notice("stopping", ["signal": signal])
@@ -149,15 +158,23 @@ package final class ControllerService: Sendable {
                 logReply("enroll", device, reply)
                 try mqtt.publish(topic: Topics.enrollResponse(device), payload: WireCodec.encode(reply), qos: 1)
             case .renewRequest(let device):
-                let reply = answer(message.payload, as: RenewRequest.self) { issuance.renew($0, device: device) }
+                var campaign: String?
+                let reply = answer(message.payload, as: RenewRequest.self) { request in
+                    campaign = request.campaignId
+                    return issuance.renew(request, device: device)
+                }
+                if let campaign, reply.status == "issued", let serial = reply.serial { campaigns.noteIssued(device: device, campaign: campaign, serial: serial) }
                 logReply("renew", device, reply)
                 try mqtt.publish(topic: Topics.renewResponse(device), payload: WireCodec.encode(reply), qos: 1)
             case .ack(let device):
-                commands.recordAck(try WireCodec.decode(CommandAck.self, from: message.payload), from: device)
+                let ack = try WireCodec.decode(CommandAck.self, from: message.payload)
+                commands.recordAck(ack, from: device)
+                campaigns.noteAck(device: device, ack)
             case .state(let device):
                 guard !message.payload.isEmpty else { return }  // a cleared retained message
                 let report = try WireCodec.decode(DeviceStateReport.self, from: message.payload)
                 try register.recordState(device, reported: report.state)
+                campaigns.noteState(device: device, serial: report.serial)
             }
         } catch let error as WireError {
             // Malformed input: log and carry on. A reply needs a request id we could not read.

@@ -20,6 +20,14 @@ package enum SQLValue: Sendable, Equatable {
     package var int: Int64? { if case .int(let v) = self { v } else { nil } }
     package var text: String? { if case .text(let v) = self { v } else { nil } }
     package var blob: [UInt8]? { if case .blob(let v) = self { v } else { nil } }
+    /// A REAL column (an INTEGER one reads as its value).
+    package var real: Double? {
+        switch self {
+        case .real(let v): v
+        case .int(let v): Double(v)
+        default: nil
+        }
+    }
 }
 
 package typealias SQLRow = [SQLValue]

@@ -40,6 +40,14 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case reviewStart = "review.start"
     case reviewAttest = "review.attest"
     case reviewShow = "review.show"
+    // Rotation campaigns (issue 5).
+    case campaignCreate = "campaign.create"
+    case campaignStart = "campaign.start"
+    case campaignPause = "campaign.pause"
+    case campaignResume = "campaign.resume"
+    case campaignCancel = "campaign.cancel"
+    case campaignStatus = "campaign.status"
+    case campaignList = "campaign.list"
 }
 
 package struct AdminRequest: Codable, Sendable {

@@ -1,0 +1,293 @@
+import Foundation
+import Shared
+
+/// Rotation campaigns: a lifecycle event (or an operator) names a selector;
+/// every matching device is sent the signed `rotate` command at a bounded
+/// rate, canaries first, with abort criteria, per-device timeouts, retries
+/// and a window for offline devices. A device has succeeded when the
+/// controller issued it a certificate for this campaign *and* the device
+/// reported that serial in use (its state report after reconnecting).
+///
+/// Everything the campaign knows is in `campaign_devices`: a row is marked
+/// `sent` (committed) before its command is published, and `succeeded` rows
+/// are never sent again, so a controller killed mid-campaign resumes without
+/// repeating a device (a crash between commit and publish costs that device
+/// a timeout and, if allowed, a retry).
+package final class CampaignService: @unchecked Sendable {
+    let store: Store
+    let commands: CommandSender
+    let clock: @Sendable () -> Date
+    let log: Logger
+    /// One tick at a time (the periodic task and `start` both tick).
+    private let tickLock = NSLock()
+
+    static let triggers: Set<String> = ["manual", "ca.rotated", "vendor.changed", "firmware.updated", "ownership.transferred",
+                                        "policy.changed", "device.replaced", "device.compromised", "device.retired"]
+    static let terminalDeviceStates: Set<String> = ["succeeded", "failed", "timed_out", "skipped"]
+
+    package init(store: Store, commands: CommandSender, clock: @escaping @Sendable () -> Date, log: Logger) {
+        self.store = store
+        self.commands = commands
+        self.clock = clock
+        self.log = log
+    }
+
+    // MARK: operator calls
+
+    package func create(_ p: CampaignCreateParams, devices: [DeviceView], actor: String) throws -> CampaignView {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw WireError(.badRequest, message) } }
+        try check(CampaignService.triggers.contains(p.trigger), "trigger must be one of \(CampaignService.triggers.sorted().joined(separator: ", "))")
+        let reason = p.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        try check(!reason.isEmpty && reason.count <= 256, "a reason (1 to 256 characters) is required")
+        try check((1...100_000).contains(p.maxPerMinute), "maxPerMinute must be 1 to 100000")
+        try check((5...(7 * 86400)).contains(p.deviceTimeout), "deviceTimeout must be 5 s to 7 days")
+        try check((0...10).contains(p.retries ?? 0), "retries must be 0 to 10")
+        try check((10...(30 * 86400)).contains(p.window ?? 86400), "window must be 10 s to 30 days")
+        if let pct = p.abortFailurePercent { try check(pct > 0 && pct <= 100, "abortFailurePercent must be above 0 and at most 100") }
+        try check((1...100_000).contains(p.abortMinExecuted ?? 1), "abortMinExecuted must be 1 to 100000")
+        let selector = try Selector(p.selector, keys: Selector.revocationKeys, maxTerms: 8)
+        let matched = devices.filter(selector.matches).sorted { $0.id < $1.id }
+        try check(!matched.isEmpty, "the selector \(p.selector) matches no device")
+        try check((0...matched.count).contains(p.canary ?? 0), "canary must be 0 to the \(matched.count) matched devices")
+        let id = "cmp-" + String(makeRequestID().prefix(12))
+        let now = Int64(clock().timeIntervalSince1970)
+        try store.transaction { db in
+            try db.query("""
+                INSERT INTO campaigns(id, trigger, reason, selector, max_per_minute, canary, abort_failure_pct, abort_min_executed,
+                                      device_timeout, retries, window_seconds, state, created_by, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)
+                """, [.text(id), .text(p.trigger), .text(reason), .text(p.selector), .int(Int64(p.maxPerMinute)), .int(Int64(p.canary ?? 0)),
+                      p.abortFailurePercent.map { .real($0) } ?? .null, .int(Int64(p.abortMinExecuted ?? 1)), .int(Int64(p.deviceTimeout)),
+                      .int(Int64(p.retries ?? 0)), .int(Int64(p.window ?? 86400)), .text(actor), .int(now)])
+            for (position, device) in matched.enumerated() {
+                // Only active devices rotate; the others are listed as skipped, with why.
+                let skip = device.state == DeviceState.active.rawValue ? nil : device.state
+                try db.query("""
+                    INSERT INTO campaign_devices(campaign_id, device_id, position, state, code, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                    """, [.text(id), .text(device.id), .int(Int64(position)), .text(skip == nil ? "queued" : "skipped"),
+                          skip.map { .text($0) } ?? .null, .int(now)])
+            }
+            try db.audit(time: clock(), actor: actor, action: "campaign.create", target: id, outcome: "ok",
+                         detail: "trigger=\(p.trigger) selector=\(p.selector) devices=\(matched.count) max_per_minute=\(p.maxPerMinute) canary=\(p.canary ?? 0) reason=\(reason.prefix(128))")
+        }
+        return try status(CampaignRef(id: id), withDevices: false)
+    }
+
+    package func start(_ ref: CampaignRef, actor: String) throws -> CampaignView {
+        try transition(ref, from: ["draft"], to: "running", action: "campaign.start", actor: actor, stamp: "started_at")
+        tick()
+        return try status(ref, withDevices: false)
+    }
+
+    package func pause(_ ref: CampaignRef, actor: String) throws -> CampaignView {
+        try transition(ref, from: ["running"], to: "paused", action: "campaign.pause", actor: actor, stamp: nil)
+        return try status(ref, withDevices: false)
+    }
+
+    package func resume(_ ref: CampaignRef, actor: String) throws -> CampaignView {
+        try transition(ref, from: ["paused"], to: "running", action: "campaign.resume", actor: actor, stamp: nil)
+        tick()
+        return try status(ref, withDevices: false)
+    }
+
+    package func cancel(_ ref: CampaignRef, actor: String) throws -> CampaignView {
+        try transition(ref, from: ["draft", "running", "paused"], to: "cancelled", action: "campaign.cancel", actor: actor, stamp: "ended_at")
+        return try status(ref, withDevices: false)
+    }
+
+    private func transition(_ ref: CampaignRef, from: Set<String>, to: String, action: String, actor: String, stamp: String?) throws {
+        let now = Int64(clock().timeIntervalSince1970)
+        try store.transaction { db in
+            guard let state = try db.query("SELECT state FROM campaigns WHERE id = ?", [.text(ref.id)]).first?.first?.text else {
+                throw WireError(.notFound, "no campaign \(ref.id)")
+            }
+            guard from.contains(state) else {
+                throw WireError(.invalidTransition, "campaign \(ref.id) is \(state); \(action) needs \(from.sorted().joined(separator: " or "))")
+            }
+            try db.query("UPDATE campaigns SET state = ?\(stamp.map { ", \($0) = ?" } ?? "") WHERE id = ?",
+                         [.text(to)] + (stamp == nil ? [] : [.int(now)]) + [.text(ref.id)])
+            try db.audit(time: clock(), actor: actor, action: action, target: ref.id, outcome: "ok",
+                         detail: "before=\(state) after=\(to)\(ref.reason.map { " reason=\($0.prefix(128))" } ?? "")")
+        }
+    }
+
+    package func status(_ ref: CampaignRef, withDevices: Bool = true) throws -> CampaignView {
+        try store.withConnection { db in
+            guard let row = try db.query("""
+                SELECT id, trigger, reason, selector, state, max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout,
+                       retries, window_seconds, created_by, created_at, started_at, ended_at, end_reason FROM campaigns WHERE id = ?
+                """, [.text(ref.id)]).first else { throw WireError(.notFound, "no campaign \(ref.id)") }
+            return try view(db, row, withDevices: withDevices)
+        }
+    }
+
+    package func list() throws -> CampaignListResult {
+        try store.withConnection { db in
+            let rows = try db.query("""
+                SELECT id, trigger, reason, selector, state, max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout,
+                       retries, window_seconds, created_by, created_at, started_at, ended_at, end_reason FROM campaigns ORDER BY created_at DESC, id
+                """)
+            return CampaignListResult(campaigns: try rows.map { try view(db, $0, withDevices: false) })
+        }
+    }
+
+    private func view(_ db: SQLiteConnection, _ r: SQLRow, withDevices: Bool) throws -> CampaignView {
+        let id = r[0].text ?? ""
+        var counts: [String: Int] = [:]
+        for c in try db.query("SELECT state, count(*) FROM campaign_devices WHERE campaign_id = ? GROUP BY state", [.text(id)]) {
+            counts[c[0].text ?? "?"] = Int(c[1].int ?? 0)
+        }
+        var devices: [CampaignDeviceView]?
+        if withDevices {
+            devices = try db.query("SELECT device_id, state, attempts, code, issued_serial FROM campaign_devices WHERE campaign_id = ? ORDER BY position",
+                                   [.text(id)]).map {
+                CampaignDeviceView(id: $0[0].text ?? "", state: $0[1].text ?? "", attempts: Int($0[2].int ?? 0), code: $0[3].text, issuedSerial: $0[4].text)
+            }
+        }
+        return CampaignView(id: id, trigger: r[1].text ?? "", reason: r[2].text ?? "", selector: r[3].text ?? "", state: r[4].text ?? "",
+                            maxPerMinute: Int(r[5].int ?? 0), canary: Int(r[6].int ?? 0), abortFailurePercent: r[7].real,
+                            abortMinExecuted: Int(r[8].int ?? 1), deviceTimeout: Int(r[9].int ?? 0), retries: Int(r[10].int ?? 0),
+                            window: Int(r[11].int ?? 0), createdBy: r[12].text ?? "", createdAt: r[13].int ?? 0, startedAt: r[14].int,
+                            endedAt: r[15].int, endReason: r[16].text, counts: counts, total: counts.values.reduce(0, +), devices: devices)
+    }
+
+    // MARK: the engine
+
+    /// Advances every running campaign: timeouts and retries, the window for
+    /// offline devices, abort criteria, completion, then sends as many
+    /// commands as the rate allows (canaries first). Called every second.
+    package func tick() {
+        tickLock.lock()
+        defer { tickLock.unlock() }
+        do {
+            let running = try store.withConnection { db in
+                try db.query("SELECT id FROM campaigns WHERE state = 'running' ORDER BY created_at").compactMap { $0[0].text }
+            }
+            for id in running { try advance(id) }
+        } catch {
+            log.error("campaign tick failed", ["error": "\(error)"])
+        }
+    }
+
+    private func advance(_ id: String) throws {
+        let now = Int64(clock().timeIntervalSince1970)
+        let toSend = try store.transaction { db -> [String] in
+            guard let c = try db.query("""
+                SELECT max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout, retries, window_seconds, started_at
+                FROM campaigns WHERE id = ? AND state = 'running'
+                """, [.text(id)]).first else { return [] }
+            let (perMinute, canary, abortPct, abortMin) = (c[0].int ?? 1, c[1].int ?? 0, c[2].real, c[3].int ?? 1)
+            let (timeout, retries, window, started) = (c[4].int ?? 60, c[5].int ?? 0, c[6].int ?? 86400, c[7].int ?? now)
+            // A sent device that has not reported its new certificate in time: again, or timed out.
+            try db.query("""
+                UPDATE campaign_devices SET state = CASE WHEN attempts <= ? THEN 'queued' ELSE 'timed_out' END,
+                       code = CASE WHEN attempts <= ? THEN code ELSE 'timeout' END, updated_at = ?
+                WHERE campaign_id = ? AND state = 'sent' AND sent_at + ? <= ?
+                """, [.int(retries), .int(retries), .int(now), .text(id), .int(timeout), .int(now)])
+            // Offline devices are waited for until the window closes.
+            if started + window <= now {
+                try db.query("UPDATE campaign_devices SET state = 'timed_out', code = 'offline', updated_at = ? WHERE campaign_id = ? AND state = 'waiting'",
+                             [.int(now), .text(id)])
+            }
+            var counts: [String: Int64] = [:]
+            for r in try db.query("SELECT state, count(*) FROM campaign_devices WHERE campaign_id = ? GROUP BY state", [.text(id)]) {
+                counts[r[0].text ?? ""] = r[1].int ?? 0
+            }
+            let failures = (counts["failed"] ?? 0) + (counts["timed_out"] ?? 0)
+            let executed = failures + (counts["succeeded"] ?? 0)
+            func end(_ state: String, _ why: String) throws -> [String] {
+                try db.query("UPDATE campaigns SET state = ?, ended_at = ?, end_reason = ? WHERE id = ?", [.text(state), .int(now), .text(why), .text(id)])
+                try db.audit(time: clock(), actor: "controller", action: "campaign.\(state == "completed" ? "complete" : "abort")", target: id,
+                             outcome: "ok", detail: "reason=\(why) succeeded=\(counts["succeeded"] ?? 0) failed=\(counts["failed"] ?? 0) timed_out=\(counts["timed_out"] ?? 0)")
+                log.notice("campaign \(state)", ["campaign": id, "reason": why])
+                return []
+            }
+            if let abortPct, executed >= abortMin, Double(failures) * 100 >= abortPct * Double(executed) {
+                return try end("aborted", "failures \(failures) of \(executed) executed reached \(abortPct)%")
+            }
+            if canary > 0 {
+                let canaryFailed = try db.query("""
+                    SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND position < ? AND state IN ('failed', 'timed_out')
+                    """, [.text(id), .int(canary)]).first?.first?.int ?? 0
+                if canaryFailed > 0 { return try end("aborted", "a canary device failed") }
+            }
+            if (counts["queued"] ?? 0) + (counts["waiting"] ?? 0) + (counts["sent"] ?? 0) == 0 {
+                return try end("completed", "every device executed")
+            }
+            // Canaries first: nothing beyond them until they have all succeeded.
+            var limit = Int64.max
+            if canary > 0 {
+                let canaryDone = try db.query("SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND position < ? AND state = 'succeeded'",
+                                              [.text(id), .int(canary)]).first?.first?.int ?? 0
+                if canaryDone < canary { limit = canary }
+            }
+            let recent = try db.query("SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND sent_at > ?",
+                                      [.text(id), .int(now - 60)]).first?.first?.int ?? 0
+            var budget = perMinute - recent
+            guard budget > 0 else { return [] }
+            var picked: [String] = []
+            let candidates = try db.query("""
+                SELECT cd.device_id, d.state, d.reported_state FROM campaign_devices cd JOIN devices d ON d.id = cd.device_id
+                WHERE cd.campaign_id = ? AND cd.state IN ('queued', 'waiting') AND cd.position < ? ORDER BY cd.position LIMIT ?
+                """, [.text(id), .int(limit), .int(min(budget * 4 + 16, 10_000))])
+            for row in candidates where budget > 0 {
+                guard let device = row[0].text else { continue }
+                if row[1].text != DeviceState.active.rawValue {
+                    try db.query("UPDATE campaign_devices SET state = 'skipped', code = ?, updated_at = ? WHERE campaign_id = ? AND device_id = ?",
+                                 [.text(row[1].text ?? "?"), .int(now), .text(id), .text(device)])
+                    continue
+                }
+                if row[2].text == nil || row[2].text == "offline" {
+                    try db.query("UPDATE campaign_devices SET state = 'waiting', updated_at = ? WHERE campaign_id = ? AND device_id = ? AND state <> 'waiting'",
+                                 [.int(now), .text(id), .text(device)])
+                    continue
+                }
+                try db.query("""
+                    UPDATE campaign_devices SET state = 'sent', attempts = attempts + 1, sent_at = ?, jti = NULL, issued_serial = NULL, updated_at = ?
+                    WHERE campaign_id = ? AND device_id = ?
+                    """, [.int(now), .int(now), .text(id), .text(device)])
+                picked.append(device)
+                budget -= 1
+            }
+            return picked
+        }
+        // Published after the commit: a crash in between leaves `sent` rows
+        // without a command, which time out and are retried; none is sent twice.
+        for device in toSend {
+            guard let deviceID = DeviceID(device) else { continue }
+            if let jti = commands.sendReturningID(to: deviceID, command: "rotate", args: ["campaign": id]) {
+                try store.withConnection { db in
+                    try db.query("UPDATE campaign_devices SET jti = ? WHERE campaign_id = ? AND device_id = ?", [.text(jti), .text(id), .text(device)])
+                }
+            }
+        }
+    }
+
+    // MARK: what devices and the issuer report
+
+    /// The controller issued `device` a certificate for `campaign`.
+    package func noteIssued(device: DeviceID, campaign: String, serial: String) {
+        try? store.withConnection { db in
+            try db.query("UPDATE campaign_devices SET issued_serial = ?, updated_at = ? WHERE campaign_id = ? AND device_id = ? AND state = 'sent'",
+                         [.text(serial), .int(Int64(clock().timeIntervalSince1970)), .text(campaign), .text(device.rawValue)])
+        }
+    }
+
+    /// A state report: the device runs on `serial` now.
+    package func noteState(device: DeviceID, serial: String?) {
+        guard let serial else { return }
+        try? store.withConnection { db in
+            try db.query("UPDATE campaign_devices SET state = 'succeeded', updated_at = ? WHERE device_id = ? AND state = 'sent' AND issued_serial = ?",
+                         [.int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(serial)])
+        }
+    }
+
+    /// The device refused the rotate command: failed, with its coded reason.
+    package func noteAck(device: DeviceID, _ ack: CommandAck) {
+        guard ack.outcome == "refused" else { return }
+        try? store.withConnection { db in
+            try db.query("UPDATE campaign_devices SET state = 'failed', code = ?, updated_at = ? WHERE device_id = ? AND jti = ? AND state = 'sent'",
+                         [.text(String((ack.code ?? "refused").prefix(32))), .int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(ack.jti)])
+        }
+    }
+}

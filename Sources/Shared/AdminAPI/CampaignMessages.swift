@@ -1,0 +1,129 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `campaign.create`: a rotation campaign over the devices a selector matches
+/// (resolved when it is created: the campaign's device list does not change).
+package struct CampaignCreateParams: Codable, Sendable {
+    /// What caused it: an event type (`ca.rotated`, `firmware.updated`, …) or `manual`.
+    package var trigger: String
+    package var reason: String
+    /// As for revocation: `key=value` terms joined by commas (id, class, site, zone, vendor, model, firmware, tag).
+    package var selector: String
+    package var maxPerMinute: Int
+    /// This many devices (the first ones) must succeed before any other is sent.
+    package var canary: Int?
+    /// Abort when failures (failed + timed out) reach this share of executed devices…
+    package var abortFailurePercent: Double?
+    /// …once at least this many have executed.
+    package var abortMinExecuted: Int?
+    /// Seconds a sent device has to report its new certificate.
+    package var deviceTimeout: Int
+    /// How often a timed-out device is sent the command again.
+    package var retries: Int?
+    /// Seconds from the start during which offline devices are waited for.
+    package var window: Int?
+
+    package init(trigger: String, reason: String, selector: String, maxPerMinute: Int, canary: Int? = nil, abortFailurePercent: Double? = nil,
+                 abortMinExecuted: Int? = nil, deviceTimeout: Int, retries: Int? = nil, window: Int? = nil) {
+        self.trigger = trigger
+        self.reason = reason
+        self.selector = selector
+        self.maxPerMinute = maxPerMinute
+        self.canary = canary
+        self.abortFailurePercent = abortFailurePercent
+        self.abortMinExecuted = abortMinExecuted
+        self.deviceTimeout = deviceTimeout
+        self.retries = retries
+        self.window = window
+    }
+}
+
+/// `campaign.start`, `.pause`, `.resume`, `.cancel`, `.status`.
+package struct CampaignRef: Codable, Sendable {
+    package var id: String
+    package var reason: String?
+    package init(id: String, reason: String? = nil) {
+        self.id = id
+        self.reason = reason
+    }
+}
+
+package struct CampaignDeviceView: Codable, Sendable, Equatable {
+    package var id: String
+    /// queued, waiting, sent, succeeded, failed, timed_out, skipped
+    package var state: String
+    package var attempts: Int
+    package var code: String?
+    package var issuedSerial: String?
+
+    package init(id: String, state: String, attempts: Int, code: String?, issuedSerial: String?) {
+        self.id = id
+        self.state = state
+        self.attempts = attempts
+        self.code = code
+        self.issuedSerial = issuedSerial
+    }
+}
+
+package struct CampaignView: Codable, Sendable {
+    package var id: String
+    package var trigger: String
+    package var reason: String
+    package var selector: String
+    /// draft, running, paused, completed, aborted, cancelled
+    package var state: String
+    package var maxPerMinute: Int
+    package var canary: Int
+    package var abortFailurePercent: Double?
+    package var abortMinExecuted: Int
+    package var deviceTimeout: Int
+    package var retries: Int
+    package var window: Int
+    package var createdBy: String
+    package var createdAt: Int64
+    package var startedAt: Int64?
+    package var endedAt: Int64?
+    package var endReason: String?
+    /// Devices by execution state.
+    package var counts: [String: Int]
+    package var total: Int
+    /// Present in `campaign.status`, absent in `campaign.list`.
+    package var devices: [CampaignDeviceView]?
+
+    package init(id: String, trigger: String, reason: String, selector: String, state: String, maxPerMinute: Int, canary: Int,
+                 abortFailurePercent: Double?, abortMinExecuted: Int, deviceTimeout: Int, retries: Int, window: Int, createdBy: String,
+                 createdAt: Int64, startedAt: Int64?, endedAt: Int64?, endReason: String?, counts: [String: Int], total: Int,
+                 devices: [CampaignDeviceView]?) {
+        self.id = id
+        self.trigger = trigger
+        self.reason = reason
+        self.selector = selector
+        self.state = state
+        self.maxPerMinute = maxPerMinute
+        self.canary = canary
+        self.abortFailurePercent = abortFailurePercent
+        self.abortMinExecuted = abortMinExecuted
+        self.deviceTimeout = deviceTimeout
+        self.retries = retries
+        self.window = window
+        self.createdBy = createdBy
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.endReason = endReason
+        self.counts = counts
+        self.total = total
+        self.devices = devices
+    }
+
+    /// No device left to act on.
+    package var isFinished: Bool { ["completed", "aborted", "cancelled"].contains(state) }
+}
+
+package struct CampaignListResult: Codable, Sendable {
+    package var campaigns: [CampaignView]
+    package init(campaigns: [CampaignView]) { self.campaigns = campaigns }
+}
