@@ -281,6 +281,9 @@ do {
             print(r.token)
             note("created operator \(r.operatorInfo.name) (\(r.operatorInfo.roles.joined(separator: ","))); the token above is shown once")
         }
+    case ("operator", "remove"):
+        let r = try client.call(.operatorRemove, OperatorRef(name: argument(2, "operator name"), reason: args.value("reason")), as: OperatorView.self)
+        if json { printJSON(r) } else { print("removed operator \(r.name); its token no longer works") }
     case ("operator", "list"):
         let r = try client.call(.operatorList, Empty(), as: OperatorListResult.self)
         if json { printJSON(r) } else { table(["OPERATOR", "ROLES", "CREATED", "BY"], r.operators.map { [$0.name, $0.roles.joined(separator: ","), time($0.createdAt), $0.createdBy] }) }

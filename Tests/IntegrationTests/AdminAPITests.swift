@@ -71,6 +71,7 @@ struct AdminAPITests {
             (["review", "start", "--due", "1d"], ["identity"]),
             (["review", "attest", "gw-r", "--decision", "keep", "--review", "1"], ["business"]),
             (["operator", "add", "extra-op", "--role", "ops"], ["admin"]),
+            (["operator", "remove", "no-such-operator"], ["admin"]),
             (["operator", "list"], ["admin", "auditor"]),
             (["audit", "verify"], ["admin", "auditor"]),
             (["audit", "export", "--output", "\(fleet.directory)/audit.jsonl"], ["admin", "auditor"]),
@@ -112,6 +113,11 @@ struct AdminAPITests {
         let filtered = try ctl("auditor-1", ["device", "list", "--site", "plant-b"])
         #expect(filtered.stdout.contains("line-c") && !filtered.stdout.contains("line-a"), "\(filtered.stdout)")
 
+        // 04c — offboarding: once removed, an operator's token is refused.
+        #expect(try ctl("root", ["operator", "remove", "buyers", "--reason", "left the company"]).succeeded)
+        let removed = try ctl("buyers", ["whoami"])
+        #expect(removed.exitCode == 77 && removed.stderr.contains("unauthorized"), "\(removed.stderr)")
+
         // 05 — no token or a wrong one: exit 77, audited as unauthorized.
         let anonymous = try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "status"],
                                             environment: ["LANYARD_TOKEN": "lyo_not-a-real-token"])
@@ -139,7 +145,7 @@ struct AdminAPITests {
         let bin = Fleet.binDirectory + "/lanyardctl"
         let commands = ["device add", "device approve", "device list", "device show", "device update", "device suspend", "device resume", "device retire",
                         "device transfer", "device replace", "revoke", "status", "audit verify", "audit export", "class list", "class set", "vendor list",
-                        "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator list",
+                        "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator remove", "operator list",
                         "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show"]
         for command in commands {
             let help = try TestProcess.run(bin, command.split(separator: " ").map(String.init) + ["--help"])

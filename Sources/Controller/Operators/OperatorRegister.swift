@@ -84,6 +84,23 @@ package struct OperatorRegister: Sendable {
         return AdminActor(name: name, roles: roles, auditName: "operator:\(name)(\(roles.map(\.rawValue).sorted().joined(separator: ",")))")
     }
 
+    /// Removes an operator (offboarding); its token stops working with the next call.
+    package func remove(_ ref: OperatorRef, actor: AdminActor) throws -> OperatorView {
+        let reason = try DeviceRegister.validReason(ref.reason)
+        guard ref.name != actor.name else { throw WireError(.badRequest, "an operator cannot remove itself (another admin must)") }
+        let now = clock()
+        return try store.transaction { db in
+            guard let row = try db.query("SELECT name, roles, created_at, created_by FROM operators WHERE name = ?", [.text(ref.name)]).first else {
+                throw WireError(.notFound, "no operator \(ref.name)")
+            }
+            try db.query("DELETE FROM operators WHERE name = ?", [.text(ref.name)])
+            try db.audit(time: now, actor: actor.auditName, action: "operator.remove", target: ref.name, outcome: "ok",
+                         detail: "roles=\(row[1].text ?? "") reason=\(reason)")
+            return OperatorView(name: row[0].text ?? "", roles: (row[1].text ?? "").split(separator: ",").map(String.init), createdAt: row[2].int ?? 0,
+                                createdBy: row[3].text ?? "")
+        }
+    }
+
     package func list() throws -> [OperatorView] {
         try store.withConnection { db in
             try db.query("SELECT name, roles, created_at, created_by FROM operators ORDER BY name").map {
