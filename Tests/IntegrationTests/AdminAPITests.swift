@@ -123,6 +123,11 @@ struct AdminAPITests {
                                             environment: ["LANYARD_TOKEN": "lyo_not-a-real-token"])
         #expect(anonymous.exitCode == 77, "\(anonymous.stderr)")
 
+        // 05b — a caller without a valid token is refused on the headers: a 100 MB body announced and never sent is not waited for.
+        let early = try TestProcess.run("python3", [Broker.repositoryRoot + "/Tests/IntegrationTests/python/early_refusal.py", String(try #require(fleet.apiPort)),
+                                                    fleet.bundle], timeout: 20)
+        #expect(early.stdout.hasPrefix("HTTP/1.1 401"), "\(early.stdout) \(early.stderr)")
+
         // 06 — every refusal is in the audit trail, under the operator who tried.
         let export = try ctl("auditor-1", ["audit", "export"])
         try #require(export.succeeded, "\(export.stderr)")
