@@ -1,7 +1,7 @@
 // Usage text of every command: `lanyardctl COMMAND --help` prints its entry.
 
 let globalUsage = """
-usage: lanyardctl [--server URL --cacert FILE --token-file FILE | --socket PATH] [--json] COMMAND [--help]
+usage: lanyardctl [--server URL --cacert FILE (--token-file FILE | --cert FILE --key FILE) | --socket PATH] [--json] COMMAND [--help]
 
 Commands (lanyardctl COMMAND --help for each):
   device add|approve|list|show|update|suspend|resume|retire|transfer|replace
@@ -22,6 +22,8 @@ Connection:
   --server URL       HTTPS admin API, e.g. https://127.0.0.1:8443 ($LANYARD_URL)
   --cacert FILE      CA bundle to verify the server ($LANYARD_CACERT)
   --token-file FILE  file holding the operator's bearer token ($LANYARD_TOKEN_FILE, or the token in $LANYARD_TOKEN)
+  --cert FILE --key FILE  an operator client certificate (lanyard-controller operator cert) instead of a token
+                     ($LANYARD_CERT, $LANYARD_KEY)
   --socket PATH      local admin socket when no server is given ($LANYARD_SOCKET, default /var/lib/lanyard/admin.sock)
   --json             print the API's JSON instead of a table
 

@@ -118,6 +118,32 @@ struct AdminAPITests {
         let removed = try ctl("buyers", ["whoami"])
         #expect(removed.exitCode == 77 && removed.stderr.contains("unauthorized"), "\(removed.stderr)")
 
+        // 04d — client-certificate authentication: the operator makes its own key and CSR (openssl), the controller host signs it.
+        let certDir = fleet.directory
+        let req = try TestProcess.run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=auditor-1",
+                                                  "-keyout", "\(certDir)/auditor.key", "-out", "\(certDir)/auditor.csr"])
+        try #require(req.succeeded, "\(req.stderr)")
+        let signed = try TestProcess.run("\(fleet.bin)/lanyard-controller", ["operator", "cert", "--config", "\(fleet.controllerDirectory)/controller.conf",
+                                                                              "--name", "auditor-1", "--csr", "\(certDir)/auditor.csr", "--days", "7"])
+        try #require(signed.succeeded, "\(signed.stderr)")
+        try signed.stdout.write(toFile: "\(certDir)/auditor.pem", atomically: true, encoding: .utf8)
+        let x509 = try TestProcess.run("openssl", ["x509", "-in", "\(certDir)/auditor.pem", "-noout", "-ext", "subjectAltName,extendedKeyUsage"])
+        #expect(x509.stdout.contains("URI:spiffe://\(fleet.trustDomain)/operator/auditor-1") && x509.stdout.contains("TLS Web Client Authentication"), "\(x509.stdout)")
+        func ctlCert(_ cert: String, _ key: String, _ args: [String]) throws -> TestProcess.Result {
+            try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "--cert", cert, "--key", key] + args)
+        }
+        let byCert = try ctlCert("\(certDir)/auditor.pem", "\(certDir)/auditor.key", ["whoami"])
+        #expect(byCert.succeeded && byCert.stdout.hasPrefix("auditor-1 (auditor)"), "\(byCert.stdout) \(byCert.stderr)")
+        #expect(try ctlCert("\(certDir)/auditor.pem", "\(certDir)/auditor.key", ["audit", "verify"]).succeeded)
+        #expect(try ctlCert("\(certDir)/auditor.pem", "\(certDir)/auditor.key", ["class", "set", "default", "--ttl", "2h"]).exitCode == 77)
+        refusals["auditor-1", default: 0] += 1  // audited under the same operator as its token calls
+        // Another certificate from the same CA (the controller's own MQTT identity) is not an operator's.
+        #expect(try ctlCert("\(fleet.pki)/controller.pem", "\(fleet.pki)/controller.key", ["whoami"]).exitCode == 77)
+        // No certificate for someone who is not an operator.
+        let stranger = try TestProcess.run("\(fleet.bin)/lanyard-controller", ["operator", "cert", "--config", "\(fleet.controllerDirectory)/controller.conf",
+                                                                                "--name", "mallory", "--csr", "\(certDir)/auditor.csr"])
+        #expect(!stranger.succeeded)
+
         // 05 — no token or a wrong one: exit 77, audited as unauthorized.
         let anonymous = try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "status"],
                                             environment: ["LANYARD_TOKEN": "lyo_not-a-real-token"])
