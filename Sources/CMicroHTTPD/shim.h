@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <microhttpd.h>
+#include <gnutls/gnutls.h>
 
 /// Starts an HTTPS daemon bound to `bind_addr` with the PEM key and
 /// certificate held in memory (GnuTLS copies them while starting).
@@ -18,9 +19,12 @@ static inline struct MHD_Daemon *lanyard_mhd_start_https(
     unsigned int flags, uint16_t port, const struct sockaddr *bind_addr,
     MHD_AccessHandlerCallback handler, void *handler_cls,
     MHD_RequestCompletedCallback completed, void *completed_cls,
-    const char *key_pem, const char *cert_pem,
+    const char *key_pem, const char *cert_pem, const char *client_trust_pem,
     unsigned int connection_timeout, unsigned int connection_limit, size_t memory_limit) {
+    // With a trust PEM, GnuTLS asks every client for a certificate (request,
+    // not require: token clients without one still connect).
     struct MHD_OptionItem options[] = {
+        { client_trust_pem ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_CONNECTION_MEMORY_INCREMENT, client_trust_pem ? 0 : 1024, (void *)client_trust_pem },
         { MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key_pem },
         { MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert_pem },
         { MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2" },
@@ -39,6 +43,24 @@ static inline struct MHD_Daemon *lanyard_mhd_start_https(
 /// that `_MHD_FIXED_ENUM` imports as closed Swift enums with stripped names).
 static inline struct MHD_Response *lanyard_mhd_response_copy(size_t size, const void *data) {
     return MHD_create_response_from_buffer(size, (void *)data, MHD_RESPMEM_MUST_COPY);
+}
+
+/// The DER of the client's leaf certificate, or NULL when it sent none.
+/// `*verify_status` is 0 when GnuTLS verified the chain against the trust
+/// PEM (and the validity period), else GnuTLS's status bits or -1. The bytes
+/// belong to the TLS session: copy them before the request ends.
+static inline const unsigned char *lanyard_mhd_client_cert(struct MHD_Connection *connection, unsigned int *length, int *verify_status) {
+    *verify_status = -1;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (info == NULL || info->tls_session == NULL) return NULL;
+    gnutls_session_t session = (gnutls_session_t)info->tls_session;
+    unsigned int count = 0;
+    const gnutls_datum_t *chain = gnutls_certificate_get_peers(session, &count);
+    if (chain == NULL || count == 0) return NULL;
+    unsigned int status = 0;
+    if (gnutls_certificate_verify_peers2(session, &status) == GNUTLS_E_SUCCESS) *verify_status = (int)status;
+    *length = chain[0].size;
+    return chain[0].data;
 }
 
 /// The value of request header `name`, or NULL.

@@ -9,6 +9,7 @@ let usage = """
 usage: lanyard-controller init --dir DIR --trust-domain NAME [--broker-port N] [--broker-name HOST]... [--class-ttl DURATION] [--api-port N]
        lanyard-controller run --config FILE
        lanyard-controller operator add --config FILE --name NAME --role ROLE [--role ROLE]...
+       lanyard-controller operator cert --config FILE --name NAME --csr FILE [--days N]
        lanyard-controller --help
 
   init   create the PKI (root CA, issuing CA, broker, controller and command-signer
@@ -21,6 +22,9 @@ usage: lanyard-controller init --dir DIR --trust-domain NAME [--broker-port N] [
          create an admin API operator (roles: identity, secarch, ops, procurement,
          business, auditor, admin) directly in the register, on the controller
          host: the bootstrap for the first admin. Prints the bearer token once.
+  operator cert
+         sign an existing operator's CSR (CN = the operator's name) for client-certificate
+         authentication to the admin API; prints the chain (PEM). Default 30 days.
 """
 
 func fail(_ message: String, _ status: Int32) -> Never {
@@ -80,11 +84,17 @@ do {
         let service = try ControllerService(configuration: configuration)
         try await service.run()
     case "operator":
-        let args = try Arguments(argv.dropFirst(), valueOptions: ["config", "name", "role"], flagOptions: ["help", "json"])
+        let args = try Arguments(argv.dropFirst(), valueOptions: ["config", "name", "role", "csr", "days"], flagOptions: ["help", "json"])
         if args.flag("help") { print(usage); exit(0) }
-        guard args.positional.first == "add" else { fail("operator: the only subcommand is add\n\(usage)", exitUsage) }
+        guard args.positional.first == "add" || args.positional.first == "cert" else { fail("operator: add or cert\n\(usage)", exitUsage) }
         let configuration: ControllerConfiguration
         do { configuration = try ControllerConfiguration.load(path: try args.required("config")) } catch let e as ConfigError { fail(e.description, exitConfig) }
+        if args.positional.first == "cert" {
+            guard let days = Int(args.value("days") ?? "30") else { fail("--days takes a number", exitUsage) }
+            let csr = try AtomicFile.readText(try args.required("csr"), limit: 8192)
+            print(try LocalOperatorBootstrap.certificate(configuration: configuration, name: try args.required("name"), csrPEM: csr, days: days), terminator: "")
+            exit(0)
+        }
         let created = try LocalOperatorBootstrap.add(configuration: configuration, name: try args.required("name"), roles: args.values("role"))
         // The token alone on stdout, for a script to store; shown only this once.
         print(created.token)

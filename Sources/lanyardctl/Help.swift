@@ -1,7 +1,7 @@
 // Usage text of every command: `lanyardctl COMMAND --help` prints its entry.
 
 let globalUsage = """
-usage: lanyardctl [--server URL --cacert FILE --token-file FILE | --socket PATH] [--json] COMMAND [--help]
+usage: lanyardctl [--server URL --cacert FILE (--token-file FILE | --cert FILE --key FILE) | --socket PATH] [--json] COMMAND [--help]
 
 Commands (lanyardctl COMMAND --help for each):
   device add|approve|list|show|update|suspend|resume|retire|transfer|replace
@@ -10,7 +10,8 @@ Commands (lanyardctl COMMAND --help for each):
   class list|set              device class policies (versioned)
   vendor list|set             vendors and their identity clauses
   exception request|approve|reject|list
-  operator add|list, whoami   admin API operators and roles
+  operator add|remove|list    admin API operators and roles
+  whoami                      the operator and roles this token has
   register export|import      CSV for CMDB synchronisation
   audit verify|export         the hash-chained audit trail
   findings                    what is wrong in the fleet, with the owner to act
@@ -22,6 +23,8 @@ Connection:
   --server URL       HTTPS admin API, e.g. https://127.0.0.1:8443 ($LANYARD_URL)
   --cacert FILE      CA bundle to verify the server ($LANYARD_CACERT)
   --token-file FILE  file holding the operator's bearer token ($LANYARD_TOKEN_FILE, or the token in $LANYARD_TOKEN)
+  --cert FILE --key FILE  an operator client certificate (lanyard-controller operator cert) instead of a token
+                     ($LANYARD_CERT, $LANYARD_KEY)
   --socket PATH      local admin socket when no server is given ($LANYARD_SOCKET, default /var/lib/lanyard/admin.sock)
   --json             print the API's JSON instead of a table
 
@@ -88,6 +91,7 @@ let commandHelp: [String: String] = [
     "exception reject": "usage: lanyardctl exception reject ID [--reason TEXT]\nReject (role business; only the devices' business owner, never the requester).",
     "exception list": "usage: lanyardctl exception list\nEvery exception with its status (pending, approved, rejected, expired) (any role).",
     "operator add": "usage: lanyardctl operator add NAME --role ROLE [--role ROLE]...\nCreate an operator and print its token once (role admin).",
+    "operator remove": "usage: lanyardctl operator remove NAME [--reason TEXT]\nOffboard an operator: the token stops working at once (role admin; not yourself).",
     "operator list": "usage: lanyardctl operator list\nOperators and their roles (roles admin, auditor).",
     "whoami": "usage: lanyardctl whoami\nThe operator and roles the controller sees for this token.",
     "findings": "usage: lanyardctl findings [--severity critical|high|medium|low]\nFindings with severity, device, owner to act and control violated (any role). Exit 2 when there are any.",

@@ -12,7 +12,7 @@ signal(SIGPIPE, SIG_IGN)
 let args: Arguments
 do {
     args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: [
-        "socket", "server", "cacert", "token-file", "class", "owner", "token-ttl", "reason", "output",
+        "socket", "server", "cacert", "token-file", "cert", "key", "class", "owner", "token-ttl", "reason", "output",
         "vendor", "model", "hw-serial", "firmware", "site", "zone", "tag", "bootstrap", "state", "with",
         "ttl", "max-ttl", "renew-at", "required-owners", "key-algorithms", "rotate-keys", "bootstrap-methods", "renewal-sla",
         "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "exception-max",
@@ -55,14 +55,19 @@ let client: Transport = {
         return .socket(AdminClient(socketPath: args.value("socket") ?? environment["LANYARD_SOCKET"] ?? "/var/lib/lanyard/admin.sock"))
     }
     guard let ca = args.value("cacert") ?? environment["LANYARD_CACERT"] else { fail("--cacert (or $LANYARD_CACERT) is required with --server", exitUsage) }
-    guard let https = HTTPSClient(url: server, caFile: ca) else { fail("--server must look like https://host:port", exitUsage) }
+    guard var https = HTTPSClient(url: server, caFile: ca) else { fail("--server must look like https://host:port", exitUsage) }
+    https.certificateFile = args.value("cert") ?? environment["LANYARD_CERT"]
+    https.keyFile = args.value("key") ?? environment["LANYARD_KEY"]
+    guard (https.certificateFile == nil) == (https.keyFile == nil) else { fail("--cert and --key go together", exitUsage) }
     // The token comes from a file or the environment, never the command line (ps shows it to everyone).
     var token = environment["LANYARD_TOKEN"]
     if let file = args.value("token-file") ?? environment["LANYARD_TOKEN_FILE"] {
         do { token = try AtomicFile.readText(file, limit: 4096).trimmed() } catch { fail("cannot read the token file: \(error)", exitUsage) }
     }
-    guard let token, !token.isEmpty else { fail("a token is required with --server (--token-file or $LANYARD_TOKEN)", exitUsage) }
-    return .https(HTTPSAdminClient(client: https, token: token))
+    guard token?.isEmpty == false || https.certificateFile != nil else {
+        fail("--server needs a token (--token-file or $LANYARD_TOKEN) or a client certificate (--cert and --key)", exitUsage)
+    }
+    return .https(HTTPSAdminClient(client: https, token: token?.isEmpty == false ? token : nil))
 }()
 let json = args.flag("json")
 
@@ -303,6 +308,9 @@ do {
             print(r.token)
             note("created operator \(r.operatorInfo.name) (\(r.operatorInfo.roles.joined(separator: ","))); the token above is shown once")
         }
+    case ("operator", "remove"):
+        let r = try client.call(.operatorRemove, OperatorRef(name: argument(2, "operator name"), reason: args.value("reason")), as: OperatorView.self)
+        if json { printJSON(r) } else { print("removed operator \(r.name); its token no longer works") }
     case ("operator", "list"):
         let r = try client.call(.operatorList, Empty(), as: OperatorListResult.self)
         if json { printJSON(r) } else { table(["OPERATOR", "ROLES", "CREATED", "BY"], r.operators.map { [$0.name, $0.roles.joined(separator: ","), time($0.createdAt), $0.createdBy] }) }

@@ -83,8 +83,9 @@ struct GovernanceTests {
                                   as: ExceptionView.self, actor: owner)
         #expect(approved.status == "approved")
         #expect(approved.decidedBy == "plant-manager")
-        // Approved: the same key renews.
+        // Approved: the same key renews, and the audit trail says which exception allowed it.
         #expect(try f.renew("gw-1", key: key).status == "issued")
+        #expect(try f.sqlite("SELECT detail FROM audit WHERE action = 'exception.applied'").contains("key_reuse:exception=\(e.id)"))
         // A decided exception cannot be decided again.
         #expect(wireCode { _ = try f.call(.exceptionDecide, ExceptionDecideParams(id: e.id, decision: "reject"), as: ExceptionView.self,
                                           actor: owner) } == "invalid_transition")

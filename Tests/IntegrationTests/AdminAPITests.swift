@@ -31,8 +31,10 @@ struct AdminAPITests {
             tokenFiles[name] = path
         }
         try saveToken("root", bootstrap.stdout)
+        // About 250 lanyardctl runs: at a lower priority, so the timing-sensitive agent suites running alongside keep their CPU.
         func ctl(_ name: String, _ args: [String]) throws -> TestProcess.Result {
-            try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "--token-file", tokenFiles[name] ?? "/nonexistent"] + args)
+            try TestProcess.run("/usr/bin/nice", ["-n", "10", "\(fleet.bin)/lanyardctl", "--server", server, "--cacert", fleet.bundle,
+                                                  "--token-file", tokenFiles[name] ?? "/nonexistent"] + args)
         }
         for (role, name) in Self.operators where name != "root" {
             let made = try ctl("root", ["operator", "add", name, "--role", role])
@@ -74,6 +76,7 @@ struct AdminAPITests {
             (["review", "start", "--due", "1d"], ["identity"]),
             (["review", "attest", "gw-r", "--decision", "keep", "--review", "1"], ["business"]),
             (["operator", "add", "extra-op", "--role", "ops"], ["admin"]),
+            (["operator", "remove", "no-such-operator"], ["admin"]),
             (["operator", "list"], ["admin", "auditor"]),
             (["audit", "verify"], ["admin", "auditor"]),
             (["audit", "export", "--output", "\(fleet.directory)/audit.jsonl"], ["admin", "auditor"]),
@@ -115,10 +118,46 @@ struct AdminAPITests {
         let filtered = try ctl("auditor-1", ["device", "list", "--site", "plant-b"])
         #expect(filtered.stdout.contains("line-c") && !filtered.stdout.contains("line-a"), "\(filtered.stdout)")
 
+        // 04c — offboarding: once removed, an operator's token is refused.
+        #expect(try ctl("root", ["operator", "remove", "buyers", "--reason", "left the company"]).succeeded)
+        let removed = try ctl("buyers", ["whoami"])
+        #expect(removed.exitCode == 77 && removed.stderr.contains("unauthorized"), "\(removed.stderr)")
+
+        // 04d — client-certificate authentication: the operator makes its own key and CSR (openssl), the controller host signs it.
+        let certDir = fleet.directory
+        let req = try TestProcess.run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=auditor-1",
+                                                  "-keyout", "\(certDir)/auditor.key", "-out", "\(certDir)/auditor.csr"])
+        try #require(req.succeeded, "\(req.stderr)")
+        let signed = try TestProcess.run("\(fleet.bin)/lanyard-controller", ["operator", "cert", "--config", "\(fleet.controllerDirectory)/controller.conf",
+                                                                              "--name", "auditor-1", "--csr", "\(certDir)/auditor.csr", "--days", "7"])
+        try #require(signed.succeeded, "\(signed.stderr)")
+        try signed.stdout.write(toFile: "\(certDir)/auditor.pem", atomically: true, encoding: .utf8)
+        let x509 = try TestProcess.run("openssl", ["x509", "-in", "\(certDir)/auditor.pem", "-noout", "-ext", "subjectAltName,extendedKeyUsage"])
+        #expect(x509.stdout.contains("URI:spiffe://\(fleet.trustDomain)/operator/auditor-1") && x509.stdout.contains("TLS Web Client Authentication"), "\(x509.stdout)")
+        func ctlCert(_ cert: String, _ key: String, _ args: [String]) throws -> TestProcess.Result {
+            try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "--cert", cert, "--key", key] + args)
+        }
+        let byCert = try ctlCert("\(certDir)/auditor.pem", "\(certDir)/auditor.key", ["whoami"])
+        #expect(byCert.succeeded && byCert.stdout.hasPrefix("auditor-1 (auditor)"), "\(byCert.stdout) \(byCert.stderr)")
+        #expect(try ctlCert("\(certDir)/auditor.pem", "\(certDir)/auditor.key", ["audit", "verify"]).succeeded)
+        #expect(try ctlCert("\(certDir)/auditor.pem", "\(certDir)/auditor.key", ["class", "set", "default", "--ttl", "2h"]).exitCode == 77)
+        refusals["auditor-1", default: 0] += 1  // audited under the same operator as its token calls
+        // Another certificate from the same CA (the controller's own MQTT identity) is not an operator's.
+        #expect(try ctlCert("\(fleet.pki)/controller.pem", "\(fleet.pki)/controller.key", ["whoami"]).exitCode == 77)
+        // No certificate for someone who is not an operator.
+        let stranger = try TestProcess.run("\(fleet.bin)/lanyard-controller", ["operator", "cert", "--config", "\(fleet.controllerDirectory)/controller.conf",
+                                                                                "--name", "mallory", "--csr", "\(certDir)/auditor.csr"])
+        #expect(!stranger.succeeded)
+
         // 05 — no token or a wrong one: exit 77, audited as unauthorized.
         let anonymous = try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "status"],
                                             environment: ["LANYARD_TOKEN": "lyo_not-a-real-token"])
         #expect(anonymous.exitCode == 77, "\(anonymous.stderr)")
+
+        // 05b — a caller without a valid token is refused on the headers: a 100 MB body announced and never sent is not waited for.
+        let early = try TestProcess.run("python3", [Broker.repositoryRoot + "/Tests/IntegrationTests/python/early_refusal.py", String(try #require(fleet.apiPort)),
+                                                    fleet.bundle], timeout: 20)
+        #expect(early.stdout.hasPrefix("HTTP/1.1 401"), "\(early.stdout) \(early.stderr)")
 
         // 06 — every refusal is in the audit trail, under the operator who tried.
         let export = try ctl("auditor-1", ["audit", "export"])
@@ -142,7 +181,7 @@ struct AdminAPITests {
         let bin = Fleet.binDirectory + "/lanyardctl"
         let commands = ["device add", "device approve", "device list", "device show", "device update", "device suspend", "device resume", "device retire",
                         "device transfer", "device replace", "revoke", "status", "audit verify", "audit export", "class list", "class set", "vendor list",
-                        "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator list",
+                        "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator remove", "operator list",
                         "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show",
                         "campaign create", "campaign start", "campaign pause", "campaign resume", "campaign cancel", "campaign status", "campaign list"]
         for command in commands {

@@ -114,10 +114,6 @@ struct EndToEndTests {
                                     "--key", "\(stolen)/key.pem", "--client-id", "gw-b"])
         #expect(after.json["connected"] as? Bool != true, "the broker accepted a revoked certificate: \(after.json)")
         #expect(try fleet.ctlJSON(["device", "show", "gw-b"])["state"] as? String == "revoked")
-        // The agent's own report got through before its session was cut.
-        try await fleet.wait("the controller to record gw-b's own report of its revocation", timeout: 5) {
-            try fleet.ctlJSON(["device", "show", "gw-b"])["reportedState"] as? String == "revoked"
-        }
 
         // Everyone else is unaffected by the broker reload: gw-a renews and reconnects again.
         let renewalsBefore = try fleet.agentStatus("gw-a")["renewals"] as? Int ?? 0

@@ -126,6 +126,7 @@ package struct AdminDispatcher: Sendable {
         case .exceptionList: return ExceptionListResult(exceptions: try exceptions.list())
         case .operatorAdd: return try operators.add(params(OperatorAddParams.self), createdBy: who)
         case .operatorList: return OperatorListResult(operators: try operators.list())
+        case .operatorRemove: return try operators.remove(params(OperatorRef.self), actor: actor)
         case .whoami: return WhoAmI(name: actor.name, roles: actor.roles.map(\.rawValue).sorted())
         case .registerImport: return try csv.importCSV(params(CSVImportParams.self), actor: who)
         case .registerExport: return CSVExport(csv: try csv.export())

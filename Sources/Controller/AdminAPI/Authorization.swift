@@ -19,7 +19,7 @@ package enum Authorization {
         case .exceptionDecide, .reviewAttest: [.business]
         // The identity team runs the periodic access review; business owners attest.
         case .reviewStart: [.identity]
-        case .operatorAdd: [.admin]
+        case .operatorAdd, .operatorRemove: [.admin]
         case .operatorList: [.admin, .auditor]
         case .auditVerify, .auditExport: [.auditor, .admin]
         }

@@ -7,11 +7,23 @@ import Shared
 /// "message"}}` with an HTTP status that matches the code.
 package struct HTTPSAdminAPI: Sendable {
     package let dispatcher: AdminDispatcher
+    package let certificates: OperatorCertificates
     let log: Logger
 
-    package init(dispatcher: AdminDispatcher, log: Logger) {
+    package init(dispatcher: AdminDispatcher, certificates: OperatorCertificates, log: Logger) {
         self.dispatcher = dispatcher
+        self.certificates = certificates
         self.log = log
+    }
+
+    /// A bearer token when one is sent (it names the operator explicitly), else a verified operator client certificate.
+    private func authenticate(_ request: HTTPRequest) -> AdminActor? {
+        if let header = request.authorization {
+            guard header.hasPrefix("Bearer ") else { return nil }
+            return try? dispatcher.operators.authenticate(bearer: String(header.dropFirst(7)).trimmed())
+        }
+        guard let der = request.clientCertificate else { return nil }
+        return try? certificates.authenticate(der: der, operators: dispatcher.operators)
     }
 
     /// Runs on the headers alone, before the body is read: unknown routes
@@ -28,10 +40,11 @@ package struct HTTPSAdminAPI: Sendable {
             return .failure(HTTPResponseRefusal(HTTPSAdminAPI.error(WireError(.notFound, "no such operation: \(request.path.prefix(80)) (POST /v1/{operation})"))))
         }
         guard request.method == "POST" else { return .failure(HTTPResponseRefusal(HTTPSAdminAPI.error(WireError(.badRequest, "use POST"), status: 405))) }
-        guard let header = request.authorization, header.hasPrefix("Bearer "),
-              let actor = try? dispatcher.operators.authenticate(bearer: String(header.dropFirst(7)).trimmed()) else {
-            dispatcher.auditUnauthenticated(request.authorization == nil ? "anonymous" : "unknown-token", path: request.path)
-            return .failure(HTTPResponseRefusal(HTTPSAdminAPI.error(WireError(.unauthorized, "a valid operator token is required (Authorization: Bearer lyo_...)"))))
+        guard let actor = authenticate(request) else {
+            let who = request.authorization != nil ? "unknown-token" : request.clientCertificate != nil ? "unknown-certificate" : "anonymous"
+            dispatcher.auditUnauthenticated(who, path: request.path)
+            return .failure(HTTPResponseRefusal(HTTPSAdminAPI.error(WireError(
+                .unauthorized, "a valid operator token (Authorization: Bearer lyo_...) or operator client certificate is required"))))
         }
         return .success((op, actor))
     }

@@ -11,6 +11,8 @@ package struct HTTPRequest: Sendable {
     package var body: [UInt8]
     /// Set when the body exceeded the limit; `body` is then empty.
     package var bodyTooLarge: Bool
+    /// DER of the client certificate, when one was presented and its chain verified against the trust PEM.
+    package var clientCertificate: [UInt8]? = nil
 }
 
 package struct HTTPResponse: Sendable {
@@ -38,21 +40,28 @@ package final class HTTPSServer: @unchecked Sendable {
     /// (e.g. no valid token) is sent at once and the body is never buffered.
     let preflight: @Sendable (HTTPRequest) -> HTTPResponse?
     let maxBody: Int
+    /// Told the GnuTLS status when a client certificate does not verify (it is then ignored).
+    let onUnverifiedCertificate: @Sendable (Int32) -> Void
     private let keyPEM: UnsafeMutablePointer<CChar>
     private let certPEM: UnsafeMutablePointer<CChar>
+    private let trustPEM: UnsafeMutablePointer<CChar>?
 
     package struct StartError: Error, CustomStringConvertible {
         package var description: String
     }
 
-    package init(certificatePEM: String, keyPEM: String, maxBody: Int = 32 << 20,
+    /// - Parameter clientTrustPEM: CA certificates client certificates must chain to; nil asks for none.
+    package init(certificatePEM: String, keyPEM: String, clientTrustPEM: String? = nil, maxBody: Int = 32 << 20,
                  preflight: @escaping @Sendable (HTTPRequest) -> HTTPResponse? = { _ in nil },
+                 onUnverifiedCertificate: @escaping @Sendable (Int32) -> Void = { _ in },
                  handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) {
         self.handler = handler
+        self.onUnverifiedCertificate = onUnverifiedCertificate
         self.preflight = preflight
         self.maxBody = maxBody
         self.keyPEM = strdup(keyPEM)
         self.certPEM = strdup(certificatePEM)
+        self.trustPEM = clientTrustPEM.map { strdup($0) }
     }
 
     deinit {
@@ -61,6 +70,7 @@ package final class HTTPSServer: @unchecked Sendable {
         memset(keyPEM, 0, strlen(keyPEM))
         free(keyPEM)
         free(certPEM)
+        free(trustPEM)
     }
 
     /// Binds `address:port` (IPv4) and starts serving.
@@ -74,7 +84,7 @@ package final class HTTPSServer: @unchecked Sendable {
         daemon = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 lanyard_mhd_start_https(flags, UInt16(port), $0, httpsAccessHandler, context, httpsRequestCompleted, nil,
-                                        keyPEM, certPEM, 30, 64, 256 * 1024)
+                                        keyPEM, certPEM, trustPEM, 30, 64, 256 * 1024)
             }
         }
         guard daemon != nil else { throw StartError(description: "libmicrohttpd could not start HTTPS on \(address):\(port) (port in use, or a bad key/certificate)") }
@@ -91,6 +101,7 @@ package final class HTTPSServer: @unchecked Sendable {
 private final class RequestState {
     var body: [UInt8] = []
     var tooLarge = false
+    var clientCertificate: [UInt8]?
 }
 
 private func httpsAccessHandler(cls: UnsafeMutableRawPointer?, connection: OpaquePointer?, url: UnsafePointer<CChar>?, method: UnsafePointer<CChar>?,
@@ -103,10 +114,21 @@ private func httpsAccessHandler(cls: UnsafeMutableRawPointer?, connection: Opaqu
     let path = url.map { String(cString: $0) } ?? ""
     // First call: headers only. Refuse now if the headers already decide it; else make room for the body.
     guard let raw = slot.pointee else {
-        if let refusal = server.preflight(HTTPRequest(method: methodName, path: path, authorization: authorization, body: [], bodyTooLarge: false)) {
+        var length: UInt32 = 0
+        var status: Int32 = -1
+        var certificate = lanyard_mhd_client_cert(connection, &length, &status).map { Array(UnsafeBufferPointer(start: $0, count: Int(length))) }
+        if certificate != nil && status != 0 {
+            server.onUnverifiedCertificate(status)
+            certificate = nil
+        }
+        var headers = HTTPRequest(method: methodName, path: path, authorization: authorization, body: [], bodyTooLarge: false)
+        headers.clientCertificate = certificate
+        if let refusal = server.preflight(headers) {
             return queue(refusal, on: connection)
         }
-        slot.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
+        let state = RequestState()
+        state.clientCertificate = certificate
+        slot.pointee = Unmanaged.passRetained(state).toOpaque()
         return .YES
     }
     let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
@@ -125,7 +147,8 @@ private func httpsAccessHandler(cls: UnsafeMutableRawPointer?, connection: Opaqu
         return .YES
     }
     // Last call: the whole body is here.
-    let request = HTTPRequest(method: methodName, path: path, authorization: authorization, body: state.body, bodyTooLarge: state.tooLarge)
+    var request = HTTPRequest(method: methodName, path: path, authorization: authorization, body: state.body, bodyTooLarge: state.tooLarge)
+    request.clientCertificate = state.clientCertificate
     return queue(server.handler(request), on: connection)
 }
 

@@ -75,8 +75,8 @@ package struct ExceptionRegister: Sendable {
                 throw WireError(.separationOfDuties, "\(decider) requested exception \(p.id) and cannot decide it")
             }
             let covered = try devices(db, device: current.device, selector: current.selector)
+            guard !covered.isEmpty else { throw WireError(.notFound, "the exception covers no device any more") }
             let notOwned = covered.filter { $0.owners[OwnerRole.business.rawValue] != decider }.map(\.id)
-            guard !notOwned.isEmpty || covered.isEmpty == false else { throw WireError(.notFound, "the exception covers no device") }
             guard notOwned.isEmpty else {
                 throw WireError(.forbidden, "\(decider) is not the business owner of: \(notOwned.prefix(10).joined(separator: ", "))")
             }

@@ -202,7 +202,8 @@ package struct IssuanceService: Sendable {
         let exceptions = ExceptionRegister(store: store, register: register, clock: clock)
         let fingerprint = csr.publicKey.fingerprint
         var notes: [String] = []
-        for owner in try db.query("SELECT DISTINCT device_id FROM certificates WHERE key_fingerprint = ?", [.text(fingerprint)]) {
+        let holders = try db.query("SELECT DISTINCT device_id FROM certificates WHERE key_fingerprint = ?", [.text(fingerprint)])
+        for owner in holders {
             if owner[0].text != device.rawValue {
                 // Never relaxed by an exception: a key shared between devices is a shared identity.
                 throw WireError(.keyReused, "this public key is already bound to another device")
@@ -212,15 +213,17 @@ package struct IssuanceService: Sendable {
                     throw WireError(.keyReused, view.rotationRequired.map { "a new key is required after \($0)" }
                                     ?? "class \(policy.name) requires a new key for every certificate")
                 }
-                notes.append("exception=\(exception.id)")
+                notes.append("key_reuse:exception=\(exception.id)")
             }
         }
         var ttl = policy.ttl.timeInterval
         if let exception = try exceptions.active(db, device: view, control: .ttlAboveMax, now: now), let exceptionTTL = exception.ttl {
             ttl = TimeInterval(exceptionTTL)
-            notes.append("exception=\(exception.id)")
+            notes.append("ttl_above_max:exception=\(exception.id)")
         }
-        guard ttl <= policy.maxTTL.timeInterval || !notes.isEmpty else { throw WireError(.policyViolation, "TTL above the class maximum") }
+        guard ttl <= policy.maxTTL.timeInterval || notes.contains(where: { $0.hasPrefix("ttl_above_max") }) else {
+            throw WireError(.policyViolation, "TTL above the class maximum")
+        }
         var template = CertificateTemplate(commonName: device.rawValue, serial: CertificateTemplate.randomSerial(),
                                            notBefore: now.addingTimeInterval(-backdate.timeInterval),
                                            notAfter: now.addingTimeInterval(ttl))
@@ -237,8 +240,14 @@ package struct IssuanceService: Sendable {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(cert.serialHex), .text(device.rawValue), .text(kind), .text(requestID), .text(fingerprint),
                   .int(notBefore), .int(notAfter), .int(issuedAt), .text(chain), .text(authority.certificate.commonName ?? ""), .int(Int64(versioned.version))])
-        if view.rotationRequired != nil && notes.isEmpty {
+        // A new key satisfies a pending rotation (transfer, firmware or vendor change).
+        if view.rotationRequired != nil && holders.isEmpty {
             try db.query("UPDATE devices SET rotation_required = NULL WHERE id = ?", [.text(device.rawValue)])
+        }
+        // An exception that relaxed this issuance is part of the evidence.
+        if !notes.isEmpty {
+            try db.audit(time: now, actor: "device:\(device)", action: "exception.applied", target: device.rawValue, outcome: "ok",
+                         detail: "serial=\(cert.serialHex) \(notes.joined(separator: " "))")
         }
         return CertificateReply(requestId: requestID, status: "issued", chain: chain, trustBundle: authority.bundlePEM, serial: cert.serialHex,
                                 notBefore: notBefore, notAfter: notAfter, issuedAt: issuedAt, renewAt: policy.renewAt)

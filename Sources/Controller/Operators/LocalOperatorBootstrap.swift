@@ -8,9 +8,20 @@ import Shared
 package enum LocalOperatorBootstrap {
     package static func add(configuration: ControllerConfiguration, name: String, roles: [String]) throws -> OperatorCreated {
         let store = try Store(path: configuration.databasePath)
+        return try OperatorRegister(store: store, clock: { Date() }).add(OperatorAddParams(name: name, roles: roles), createdBy: localActor())
+    }
+
+    /// `lanyard-controller operator cert`: signs an existing operator's CSR with the issuing CA (needs its key, so it runs on the controller host).
+    package static func certificate(configuration: ControllerConfiguration, name: String, csrPEM: String, days: Int) throws -> String {
+        let store = try Store(path: configuration.databasePath)
+        let authority = try IssuingAuthority.load(PKILayout(directory: configuration.pkiDirectory))
+        return try OperatorCertificates(store: store, trustDomain: configuration.trustDomain, clock: { Date() })
+            .issue(csrPEM: csrPEM, name: name, days: days, authority: authority, actor: localActor())
+    }
+
+    static func localActor() -> String {
         let uid = getuid()
         let user = getpwuid(uid).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
-        let actor = "local:uid:\(uid)" + (user.map { "(\($0))" } ?? "")
-        return try OperatorRegister(store: store, clock: { Date() }).add(OperatorAddParams(name: name, roles: roles), createdBy: actor)
+        return "local:uid:\(uid)" + (user.map { "(\($0))" } ?? "")
     }
 }

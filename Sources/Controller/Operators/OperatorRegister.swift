@@ -78,7 +78,37 @@ package struct OperatorRegister: Sendable {
         guard token.hasPrefix(OperatorRegister.tokenPrefix), token.utf8.count <= 128 else { return nil }
         guard let row = try store.withConnection({ db in
             try db.query("SELECT name, roles FROM operators WHERE token_hash = ?", [.text(OperatorRegister.hash(token))]).first
-        }), let name = row[0].text else { return nil }
+        }), row[0].text != nil else { return nil }
+        return OperatorRegister.actor(row)
+    }
+
+    /// Removes an operator (offboarding); its token stops working with the next call.
+    package func remove(_ ref: OperatorRef, actor: AdminActor) throws -> OperatorView {
+        let reason = try DeviceRegister.validReason(ref.reason)
+        guard ref.name != actor.name else { throw WireError(.badRequest, "an operator cannot remove itself (another admin must)") }
+        let now = clock()
+        return try store.transaction { db in
+            guard let row = try db.query("SELECT name, roles, created_at, created_by FROM operators WHERE name = ?", [.text(ref.name)]).first else {
+                throw WireError(.notFound, "no operator \(ref.name)")
+            }
+            try db.query("DELETE FROM operators WHERE name = ?", [.text(ref.name)])
+            try db.audit(time: now, actor: actor.auditName, action: "operator.remove", target: ref.name, outcome: "ok",
+                         detail: "roles=\(row[1].text ?? "") reason=\(reason)")
+            return OperatorView(name: row[0].text ?? "", roles: (row[1].text ?? "").split(separator: ",").map(String.init), createdAt: row[2].int ?? 0,
+                                createdBy: row[3].text ?? "")
+        }
+    }
+
+    /// The operator of this name with its roles, or nil.
+    package func find(_ name: String) throws -> AdminActor? {
+        guard let row = try store.withConnection({ db in try db.query("SELECT name, roles FROM operators WHERE name = ?", [.text(name)]).first }) else {
+            return nil
+        }
+        return OperatorRegister.actor(row)
+    }
+
+    static func actor(_ row: SQLRow) -> AdminActor {
+        let name = row[0].text ?? ""
         let roles = Set((row[1].text ?? "").split(separator: ",").compactMap { OperatorRole(rawValue: String($0)) })
         // The audit trail records who and in which roles: `operator:alice(auditor,ops)`.
         return AdminActor(name: name, roles: roles, auditName: "operator:\(name)(\(roles.map(\.rawValue).sorted().joined(separator: ",")))")

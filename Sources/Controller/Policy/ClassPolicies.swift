@@ -26,9 +26,8 @@ package final class ClassPolicies: @unchecked Sendable {
         return bits >= 2048 && bits <= 16384
     }
 
-    /// Loads the current versions, seeding classes the register lacks from `seed`.
-    /// - Returns: the classes whose configuration differs from the register's version (the register wins).
-    @discardableResult
+    /// Loads the current versions, seeding classes the register lacks from `seed`
+    /// (`drift(from:)` then tells which configured classes differ from the register's).
     package init(store: Store, seed: [String: DeviceClassPolicy], clock: @Sendable () -> Date) throws {
         self.store = store
         let now = clock()

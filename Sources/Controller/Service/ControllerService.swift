@@ -214,9 +214,15 @@ package final class ControllerService: Sendable {
     /// The HTTPS admin API when `[admin_api]` is configured.
     private func startHTTPS() throws -> HTTPSServer? {
         guard let api = configuration.adminAPI else { return nil }
-        let router = HTTPSAdminAPI(dispatcher: admin, log: log)
+        let router = HTTPSAdminAPI(dispatcher: admin, certificates: OperatorCertificates(store: store, trustDomain: configuration.trustDomain, clock: clock),
+                                   log: log)
+        // Operator client certificates chain to the controller's own CA bundle.
+        let bundle = try AtomicFile.readText(PKILayout(directory: configuration.pkiDirectory).bundle)
         let server = HTTPSServer(certificatePEM: try AtomicFile.readText(api.certificateFile), keyPEM: try AtomicFile.readText(api.keyFile),
-                                 preflight: { router.preflight($0) }, handler: { router.handle($0) })
+                                 clientTrustPEM: bundle,
+                                 preflight: { router.preflight($0) },
+                                 onUnverifiedCertificate: { [log] in log.warning("client certificate did not verify; ignored", ["gnutls_status": String($0)]) },
+                                 handler: { router.handle($0) })
         try server.start(address: api.address, port: api.port)
         log.info("HTTPS admin API listening", ["address": "\(api.address):\(api.port)"])
         return server

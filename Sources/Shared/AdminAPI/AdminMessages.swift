@@ -31,6 +31,7 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case exceptionList = "exception.list"
     case operatorAdd = "operator.add"
     case operatorList = "operator.list"
+    case operatorRemove = "operator.remove"
     case whoami = "operator.whoami"
     case registerImport = "register.import"
     case registerExport = "register.export"

@@ -23,6 +23,9 @@ package struct HTTPSClient: Sendable {
     package var host: String
     package var port: Int
     package var caFile: String
+    /// A client certificate chain and its key (PEM files) for certificate authentication; nil for token-only.
+    package var certificateFile: String?
+    package var keyFile: String?
     package var timeoutSeconds: Int = 30
     package static let maxResponseBytes = 64 << 20
 
@@ -56,7 +59,8 @@ package struct HTTPSClient: Sendable {
     }
 
     package func post(_ path: String, body: [UInt8], headers: [(String, String)] = []) throws -> Response {
-        let connection = try TLSConnection(host: host, port: port, caFile: caFile, timeoutSeconds: timeoutSeconds)
+        let connection = try TLSConnection(host: host, port: port, caFile: caFile, certificateFile: certificateFile, keyFile: keyFile,
+                                           timeoutSeconds: timeoutSeconds)
         var head = "POST \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host):\(port)\r\nConnection: close\r\n"
         head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nUser-Agent: lanyardctl\r\n"
         for (name, value) in headers {
@@ -123,7 +127,7 @@ final class TLSConnection {
     private let context: OpaquePointer
     private let ssl: OpaquePointer
 
-    init(host: String, port: Int, caFile: String, timeoutSeconds: Int) throws {
+    init(host: String, port: Int, caFile: String, certificateFile: String?, keyFile: String?, timeoutSeconds: Int) throws {
         fd = try TLSConnection.connect(host: host, port: port, timeoutSeconds: timeoutSeconds)
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
             close(fd)
@@ -140,6 +144,13 @@ final class TLSConnection {
         _ = lanyard_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
         guard SSL_CTX_load_verify_locations(ctx, caFile, nil) == 1 else {
             throw HTTPSClientError(code: "tls", message: "cannot load the CA file \(caFile)")
+        }
+        if let certificateFile, let keyFile {
+            // On the SSL itself: it copied the context's certificate settings when it was made.
+            guard SSL_use_certificate_chain_file(s, certificateFile) == 1, SSL_use_PrivateKey_file(s, keyFile, SSL_FILETYPE_PEM) == 1,
+                  SSL_check_private_key(s) == 1 else {
+                throw HTTPSClientError(code: "tls", message: "cannot use the client certificate \(certificateFile) with key \(keyFile)")
+            }
         }
         SSL_set_verify(s, SSL_VERIFY_PEER, nil)
         let param = SSL_get0_param(s)
@@ -229,16 +240,16 @@ struct AdminErrorBody: Decodable {
 /// The HTTPS side of the admin API for `lanyardctl`: `POST /v1/{op}` with a bearer token.
 package struct HTTPSAdminClient: Sendable {
     package var client: HTTPSClient
-    /// Sent as `Authorization: Bearer`; never logged.
-    package var token: String
+    /// Sent as `Authorization: Bearer`; never logged. Nil: the client certificate authenticates.
+    package var token: String?
 
-    package init(client: HTTPSClient, token: String) {
+    package init(client: HTTPSClient, token: String?) {
         self.client = client
         self.token = token
     }
 
     package func call<P: Encodable, R: Decodable>(_ op: AdminOperation, _ params: P, as: R.Type) throws -> R {
-        let response = try client.post("/v1/\(op.rawValue)", body: WireCodec.encode(params), headers: [("Authorization", "Bearer \(token)")])
+        let response = try client.post("/v1/\(op.rawValue)", body: WireCodec.encode(params), headers: token.map { [("Authorization", "Bearer \($0)")] } ?? [])
         if response.status != 200 {
             if let body = try? WireCodec.decode(AdminErrorBody.self, from: response.body, limit: 1 << 20) { throw body.error }
             throw HTTPSClientError(code: "protocol", message: "HTTP \(response.status) without a coded error")

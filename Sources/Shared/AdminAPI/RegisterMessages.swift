@@ -281,6 +281,16 @@ package struct OperatorCreated: Codable, Sendable {
     }
 }
 
+/// Offboarding an operator: the token stops working at once.
+package struct OperatorRef: Codable, Sendable {
+    package var name: String
+    package var reason: String?
+    package init(name: String, reason: String? = nil) {
+        self.name = name
+        self.reason = reason
+    }
+}
+
 package struct OperatorListResult: Codable, Sendable {
     package var operators: [OperatorView]
     package init(operators: [OperatorView]) { self.operators = operators }

@@ -59,4 +59,6 @@ package enum ServiceIdentity {
     package static let commandSigner = "lanyard-command-signer"
     package static func commandSignerURI(trustDomain: String) -> String { "spiffe://\(trustDomain)/lanyard/commands" }
     package static func controllerURI(trustDomain: String) -> String { "spiffe://\(trustDomain)/lanyard/controller" }
+    /// An admin API operator's client certificate; device certificates never carry this path.
+    package static func operatorURIPrefix(trustDomain: String) -> String { "spiffe://\(trustDomain)/operator/" }
 }
