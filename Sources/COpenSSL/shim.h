@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
@@ -61,6 +62,17 @@ static inline int lanyard_sk_ASN1_OBJECT_push(EXTENDED_KEY_USAGE *sk, ASN1_OBJEC
 static inline int lanyard_sk_X509_REVOKED_num(const STACK_OF(X509_REVOKED) *sk) { return sk_X509_REVOKED_num(sk); }
 static inline X509_REVOKED *lanyard_sk_X509_REVOKED_value(const STACK_OF(X509_REVOKED) *sk, int i) {
     return sk_X509_REVOKED_value(sk, i);
+}
+
+// ---- TLS client contexts with in-memory credentials (Sources/Shared/MQTT/TLSClientContext.swift) ----
+static inline int lanyard_SSL_CTX_set_min_tls12(SSL_CTX *ctx) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+}
+static inline int lanyard_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x) {
+    return (int)SSL_CTX_add1_chain_cert(ctx, x);
+}
+static inline long lanyard_SSL_CTX_set_release_buffers(SSL_CTX *ctx) {
+    return SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }
 
 #endif
