@@ -163,6 +163,10 @@ final class Shard: @unchecked Sendable {
                 connectionLost(device, "no CONNACK/SUBACK within 15 s")
                 continue
             }
+            if device.stage == .closing, now &- device.probeStartedAt > 2_000_000_000 {
+                finishRevocation(device)
+                continue
+            }
             if device.stage == .waitingForReply, let pending = device.pending, now &- pending.lastSentAt > timeout {
                 state.requestRetries.add(1, ordering: .relaxed)
                 publishPending(device)
@@ -289,6 +293,8 @@ final class Shard: @unchecked Sendable {
                 }
             case .message(let message):
                 handle(message, device)
+            case .published(let mid):
+                if mid == device.closeAfterMID { finishRevocation(device) }
             case .disconnected(let reason):
                 connectionLost(device, reason)
             }
@@ -433,18 +439,19 @@ final class Shard: @unchecked Sendable {
                     beginRequest(device, reason: "forced")
                 }
             case "revoke":
-                publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
-                publishState(device, "revoked")
                 if let start = state.revocationStart(device: device.index) {
                     let seconds = Double(monotonicNanoseconds() &- start) / 1e9
                     state.updateRevocation(device: device.index) { $0.commandVerified = seconds }
                 }
+                publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
                 if device.pending != nil { releaseIssueSlot(device); device.pending = nil }
-                closeConnection(device, graceful: true)
-                // Keep the revoked credential only to watch the broker refuse it.
+                // Disconnect once the broker has the state report (a close
+                // right after the publish can cost the report and fire the
+                // last will instead).
+                device.closeAfterMID = publishState(device, "revoked") ?? -1
+                device.stage = .closing
                 device.probeStartedAt = monotonicNanoseconds()
-                device.link = .probe
-                sleep(device, seconds: 0, stage: .probing)
+                if device.closeAfterMID < 0 { finishRevocation(device) }
             case "retire":
                 publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
                 publishState(device, "retired")
@@ -458,14 +465,23 @@ final class Shard: @unchecked Sendable {
         }
     }
 
+    /// Revoked: drop the session, keep the revoked credential only to watch the broker refuse it.
+    private func finishRevocation(_ device: VirtualDevice) {
+        device.closeAfterMID = -1
+        closeConnection(device, graceful: true)
+        device.link = .probe
+        sleep(device, seconds: 0, stage: .probing)
+    }
+
     private func publishAck(_ device: VirtualDevice, _ ack: CommandAck) {
         _ = try? device.connection?.publish(topic: device.topics.ack, payload: WireCodec.encode(ack), qos: 1)
     }
 
-    private func publishState(_ device: VirtualDevice, _ value: String) {
+    @discardableResult
+    private func publishState(_ device: VirtualDevice, _ value: String) -> Int32? {
         let report = DeviceStateReport(state: value, serial: device.serial, notAfter: device.notAfter, agentVersion: ShardContext.agentVersion,
                                        time: Int64(Date().timeIntervalSince1970))
-        _ = try? device.connection?.publish(topic: device.topics.state, payload: WireCodec.encode(report), qos: 1, retain: true)
+        return try? device.connection?.publish(topic: device.topics.state, payload: WireCodec.encode(report), qos: 1, retain: true)
     }
 
     // MARK: - Failures and cleanup
@@ -474,6 +490,13 @@ final class Shard: @unchecked Sendable {
         let link = device.link
         let beforeConnack = !device.connackReceived
         closeConnection(device, graceful: false)
+        if device.stage == .closing {
+            // Lost while flushing the revoked state report: go on to the probe.
+            device.closeAfterMID = -1
+            device.link = .probe
+            sleep(device, seconds: 0, stage: .probing)
+            return
+        }
         if link == .probe {
             if beforeConnack {
                 // The broker refused the revoked certificate: revocation enforced.

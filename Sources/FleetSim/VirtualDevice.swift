@@ -46,6 +46,8 @@ final class VirtualDevice {
         /// Revoked by command: connecting again with the revoked certificate
         /// until the broker refuses it.
         case probing
+        /// Revoked by command: the state report is on its way, then disconnect.
+        case closing
         case revoked
         case failed
     }
@@ -93,6 +95,8 @@ final class VirtualDevice {
     var wakeAt: UInt64 = 0
     var consecutiveFailures = 0
     var probeStartedAt: UInt64 = 0
+    /// Disconnect when this publish is acknowledged.
+    var closeAfterMID: Int32 = -1
 
     init(index: Int, id: DeviceID) {
         self.index = index

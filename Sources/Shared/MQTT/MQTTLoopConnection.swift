@@ -17,6 +17,8 @@ package enum MQTTLoopEvent: Sendable {
     /// SUBACK for message id `mid`, with the granted QoS or reason per filter.
     case subscribed(mid: Int32, granted: [Int32])
     case message(MQTTMessage)
+    /// The broker acknowledged (QoS 1) or the client sent (QoS 0) publish `mid`.
+    case published(mid: Int32)
     /// The connection is gone: libmosquitto error or MQTT 5 reason code.
     case disconnected(String)
 }
@@ -79,6 +81,7 @@ package final class MQTTLoopConnection {
         mosquitto_disconnect_v5_callback_set(handle, loopOnDisconnect)
         mosquitto_subscribe_v5_callback_set(handle, loopOnSubscribe)
         mosquitto_message_v5_callback_set(handle, loopOnMessage)
+        mosquitto_publish_v5_callback_set(handle, loopOnPublish)
         mosquitto_log_callback_set(handle, loopOnLog)
     }
 
@@ -196,6 +199,10 @@ private func loopOnMessage(
     let topic = m.topic.map { String(cString: $0) } ?? ""
     let payload: [UInt8] = if let bytes = m.payload, length > 0 { Array(UnsafeRawBufferPointer(start: bytes, count: length)) } else { [] }
     connection.record(.message(MQTTMessage(topic: topic, payload: payload, qos: Int(m.qos), retain: m.retain)))
+}
+
+private func loopOnPublish(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ mid: Int32, _ reasonCode: Int32, _ properties: OpaquePointer?) {
+    loopConnection(userdata)?.record(.published(mid: mid))
 }
 
 private func loopOnLog(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ level: Int32, _ text: UnsafePointer<CChar>?) {
