@@ -31,12 +31,14 @@ release: deps
 footprint: release
 	@scripts/footprint.sh
 
-# Figures, not assertions: issuance (crypto bound vs the controller's path)
-# and the agent's footprint; Markdown on stdout, JSON under bench/results/.
+# Figures, not assertions: the agent's footprint, then issuance end to end
+# with the fleet simulator next to the crypto bound of the same run,
+# controller CPU per certificate, revocation time; Markdown on stdout, JSON
+# under bench/results/. Sizes: BENCH_* variables in scripts/bench.sh.
 bench: footprint
 	$(SWIFT) build -c release --product lanyard-bench
-	mkdir -p bench/results
-	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --count 2000 --json bench/results/issuance.json
+	$(SWIFT) build -c release --product lanyard-fleetsim
+	@scripts/bench.sh
 
 clean:
 	rm -rf .build

@@ -241,7 +241,8 @@ final class Shard: @unchecked Sendable {
                                        qos: 1, retain: true)
                 }
             }
-            let connection = try MQTTLoopConnection(clientID: device.id.rawValue, tls: tls, keepAlive: configuration.keepAlive, will: will)
+            let connection = try MQTTLoopConnection(clientID: device.id.rawValue, tls: tls, keepAlive: configuration.keepAlive, will: will,
+                                                    tcpNoDelay: configuration.tcpNoDelay)
             device.connection = connection
             device.connackReceived = false
             device.subscribeMID = -1

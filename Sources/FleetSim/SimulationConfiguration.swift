@@ -29,6 +29,8 @@ package struct SimulationConfiguration: Sendable {
     /// Re-send a request (same id, same CSR) when no reply came within this many seconds.
     package var requestTimeout: Double = 20
     package var keepAlive = 120
+    /// TCP_NODELAY on the devices' sockets. Off by default, like the agent (libmosquitto's default).
+    package var tcpNoDelay = false
     /// Give up on a phase after this many seconds.
     package var phaseTimeout: Double = 900
     /// Register and approve the devices through the admin API first (else tokens must exist: not supported yet).

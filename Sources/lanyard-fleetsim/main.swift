@@ -21,6 +21,7 @@ usage: lanyard-fleetsim run --devices N --bundle FILE --socket ADMIN_SOCKET --po
   --controller-pid PID       measure the controller's CPU and RSS per phase
   --broker-pid PID           measure the broker's CPU and RSS per phase
   --json FILE                write the summary as JSON ('-' for stdout instead of the table)
+  --tcp-nodelay              TCP_NODELAY on the devices' sockets (the agent leaves Nagle on)
   --quiet                    no progress lines
 Exit status: 0 every device enrolled and renewed, every revocation enforced; 1 otherwise; 64 usage.
 """
@@ -35,7 +36,7 @@ do {
     arguments = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: [
         "devices", "bundle", "socket", "port", "bootstrap-port", "host", "prefix", "threads", "enroll-concurrency", "rounds",
         "connect-concurrency", "revoke", "hold", "request-timeout", "phase-timeout", "controller-pid", "broker-pid", "json",
-    ], flagOptions: ["quiet", "help"])
+    ], flagOptions: ["quiet", "help", "tcp-nodelay"])
 } catch {
     fail("\(error)\n\(usage)", 64)
 }
@@ -74,6 +75,7 @@ configuration.holdSeconds = seconds("hold", 0)
 configuration.requestTimeout = seconds("request-timeout", configuration.requestTimeout)
 configuration.phaseTimeout = seconds("phase-timeout", configuration.phaseTimeout)
 configuration.progress = !arguments.flag("quiet")
+configuration.tcpNoDelay = arguments.flag("tcp-nodelay")
 if let rounds = arguments.value("rounds") {
     if rounds == "none" {
         configuration.renewalRounds = []

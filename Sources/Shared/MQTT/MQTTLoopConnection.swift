@@ -46,7 +46,9 @@ package final class MQTTLoopConnection {
     /// - Parameters:
     ///   - tls: broker trust and, for mutual TLS, the client credentials.
     ///   - will: last will, published by the broker if the connection dies.
-    package init(clientID: String, tls: TLSClientContext, keepAlive: Int = 60, will: MQTTMessage? = nil, maxPayload: Int = 65536) throws {
+    ///   - tcpNoDelay: disable Nagle's algorithm on the socket (libmosquitto leaves it on).
+    package init(clientID: String, tls: TLSClientContext, keepAlive: Int = 60, will: MQTTMessage? = nil, maxPayload: Int = 65536,
+                 tcpNoDelay: Bool = false) throws {
         _ = MosquittoLibrary.initialised
         guard !clientID.isEmpty, clientID.utf8.count <= 65535 else {
             throw MQTTError(code: "invalid_configuration", message: "client id must be 1 to 65535 bytes")
@@ -64,6 +66,9 @@ package final class MQTTLoopConnection {
         mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
         try MosquittoStatus.check(
             mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, lanyard_mqtt_protocol_v5()), code: "option_failed", "set MQTT 5")
+        if tcpNoDelay {
+            try MosquittoStatus.check(mosquitto_int_option(handle, MOSQ_OPT_TCP_NODELAY, 1), code: "option_failed", "TCP_NODELAY")
+        }
         // Our SSL_CTX as is: libmosquitto's defaults would want CA files on disk.
         try MosquittoStatus.check(
             mosquitto_int_option(handle, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0), code: "option_failed", "SSL_CTX without defaults")
