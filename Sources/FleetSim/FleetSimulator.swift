@@ -11,21 +11,27 @@ package final class FleetSimulator {
     private let configuration: SimulationConfiguration
     private let admin: AdminClient
     private let log: (String) -> Void
+    private let barrier: ((String) -> Void)?
     private let started = monotonicNanoseconds()
 
-    /// - Parameter log: progress lines (stderr in the tool).
-    package init(_ configuration: SimulationConfiguration, log: @escaping (String) -> Void) throws {
+    /// - Parameters:
+    ///   - log: progress lines (stderr in the tool).
+    ///   - barrier: called before each phase (`enroll`, `renew-1`, ..., `revoke`, `hold`, `end`) and returns when
+    ///     the phase may start: several worker processes step through the phases together (see `FleetCoordinator`).
+    package init(_ configuration: SimulationConfiguration, barrier: ((String) -> Void)? = nil, log: @escaping (String) -> Void) throws {
         try configuration.validate()
         self.configuration = configuration
         self.admin = AdminClient(socketPath: configuration.adminSocket)
+        self.barrier = barrier
         self.log = log
     }
 
     package func run() throws -> SimulationSummary {
         let c = configuration
+        // libmosquitto holds three descriptors per handle (the socket and a socket pair).
         let fileLimit = raiseFileLimit()
-        if fileLimit < c.devices + 64 {
-            log("warning: RLIMIT_NOFILE is \(fileLimit), below one descriptor per device (\(c.devices)); raise the hard limit")
+        guard fileLimit >= Self.descriptorsNeeded(devices: c.devices) else {
+            throw WireError(.badRequest, "RLIMIT_NOFILE is \(fileLimit); \(c.devices) devices need \(Self.descriptorsNeeded(devices: c.devices)) (3 per connection): use --processes")
         }
         let trust = try Certificate.chain(fromPEM: String(contentsOfFile: c.bundlePath, encoding: .utf8))
         guard !trust.isEmpty else { throw WireError(.badRequest, "no certificates in \(c.bundlePath)") }
@@ -39,7 +45,7 @@ package final class FleetSimulator {
         summary.register.issuedBefore = status.issued
 
         // 1. Register and approve every device (admin API, like `lanyardctl device add/approve`).
-        let devices = (0..<c.devices).map { VirtualDevice(index: $0, id: c.deviceID($0)) }
+        let devices = (0..<c.devices).map { VirtualDevice(index: $0, id: c.deviceID(c.offset + $0)) }
         if c.register {
             let t0 = monotonicNanoseconds()
             let owners = ["identity": "pki-team", "secarch": "security-architecture", "ops": "ot-operations",
@@ -75,6 +81,7 @@ package final class FleetSimulator {
         for (i, concurrency) in c.renewalRounds.enumerated() { phases.append((.renew(round: i + 1), concurrency)) }
         var allComplete = true
         for (phase, concurrency) in phases {
+            barrier?(phase.label)
             let figures = runPhase(phase, concurrency: concurrency, state: state)
             summary.phases.append(figures)
             if !figures.complete {
@@ -84,6 +91,7 @@ package final class FleetSimulator {
         }
 
         // 4. Revocations, one device at a time: admin call -> signed command -> broker refusal.
+        if allComplete { barrier?("revoke") }
         if allComplete, c.revocations > 0 {
             state.setPhase(.hold)
             for index in 0..<c.revocations {
@@ -92,6 +100,7 @@ package final class FleetSimulator {
         }
 
         // 5. Hold: online, following commands.
+        if allComplete { barrier?("hold") }
         if allComplete, c.holdSeconds > 0 {
             state.setPhase(.hold)
             let end = monotonicNanoseconds() + UInt64(c.holdSeconds * 1e9)
@@ -101,6 +110,10 @@ package final class FleetSimulator {
             }
         }
 
+        if allComplete { barrier?("end") }
+        if c.keepSamples {
+            summary.latencySamples = Dictionary(uniqueKeysWithValues: summary.phases.map { ($0.name, state.latencySamples($0.name)) })
+        }
         let after = try? admin.call(.status, Empty(), as: ControllerStatus.self)
         summary.register.issuedAfter = after?.issued
         summary.register.certificatesReceived = state.certificatesReceived.load(ordering: .relaxed)
@@ -110,6 +123,8 @@ package final class FleetSimulator {
         summary.complete = allComplete
         return summary
     }
+
+    static func descriptorsNeeded(devices: Int) -> Int { 3 * devices + 64 }
 
     private func elapsed(_ now: UInt64 = monotonicNanoseconds()) -> Double { Double(now - started) / 1e9 }
 

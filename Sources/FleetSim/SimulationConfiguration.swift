@@ -7,6 +7,10 @@ package struct SimulationConfiguration: Sendable {
     package var devices: Int
     /// Device ids are `<prefix>-<7 digits>`; the prefix must keep them valid device ids.
     package var prefix = "sim"
+    /// Number of the first device (worker processes each take a range).
+    package var offset = 0
+    /// Put every latency sample in the summary (workers, for the coordinator to merge).
+    package var keepSamples = false
     package var host = "127.0.0.1"
     package var operationalPort: Int
     package var bootstrapPort: Int
@@ -52,6 +56,7 @@ package struct SimulationConfiguration: Sendable {
     package func validate() throws {
         func bad(_ m: String) -> WireError { WireError(.badRequest, m) }
         guard (1...200_000).contains(devices) else { throw bad("--devices must be 1...200000") }
+        guard (0...9_000_000).contains(offset) else { throw bad("--offset must be 0...9000000") }
         guard DeviceID("\(prefix)-0000000") != nil, !(DeviceID("\(prefix)-0000000")?.isReserved ?? true) else {
             throw bad("--prefix \(prefix) does not make valid device ids")
         }

@@ -88,6 +88,9 @@ package struct SimulationSummary: Codable, Sendable {
     package var errors: [String: Int] = [:]
     package var errorSamples: [String] = []
     package var complete = false
+    /// Phase name -> latency samples in seconds (worker processes only).
+    package var latencySamples: [String: [Double]]?
+    package var processes = 1
 
     init(configuration: SimulationConfiguration, machine: String) {
         self.machine = machine
@@ -110,7 +113,7 @@ package struct SimulationSummary: Codable, Sendable {
     package var markdown: String {
         func f(_ v: Double?, _ format: String = "%.1f") -> String { v.map { String(format: format, $0) } ?? "-" }
         var lines: [String] = []
-        lines.append("Fleet simulation: \(devices) devices, one MQTT+TLS connection each, \(threads) simulator threads; machine: \(machine).")
+        lines.append("Fleet simulation: \(devices) devices, one MQTT+TLS connection each, \(processes) process(es) of \(threads) threads; machine: \(machine).")
         if let r = registration {
             lines.append(String(format: "Registration (admin API, add + approve): %d devices in %.1f s, %.0f/s.", r.devices, r.seconds, r.perSecond))
         }

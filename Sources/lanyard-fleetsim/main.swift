@@ -10,7 +10,8 @@ usage: lanyard-fleetsim run --devices N --bundle FILE --socket ADMIN_SOCKET --po
 
   --host ADDRESS             broker address (default 127.0.0.1)
   --prefix WORD              device ids are WORD-0000000 ... (default sim)
-  --threads N                event-loop threads (default 2)
+  --threads N                event-loop threads per process (default 2)
+  --processes N              worker processes (default: as many as the descriptor limit needs, 3 per device)
   --enroll-concurrency N     enrollment requests in flight (default 64)
   --rounds C1,C2,...         one renewal round per entry, C requests in flight (default 64; 0 rounds: --rounds none)
   --connect-concurrency N    TLS connection attempts in flight (default 64)
@@ -36,6 +37,7 @@ do {
     arguments = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: [
         "devices", "bundle", "socket", "port", "bootstrap-port", "host", "prefix", "threads", "enroll-concurrency", "rounds",
         "connect-concurrency", "revoke", "hold", "request-timeout", "phase-timeout", "controller-pid", "broker-pid", "json",
+        "processes", "offset", "worker-dir", "worker-index",
     ], flagOptions: ["quiet", "help", "tcp-nodelay"])
 } catch {
     fail("\(error)\n\(usage)", 64)
@@ -67,6 +69,7 @@ var configuration = SimulationConfiguration(devices: integer("devices"), operati
                                             bundlePath: bundle, adminSocket: socket)
 configuration.host = arguments.value("host") ?? configuration.host
 configuration.prefix = arguments.value("prefix") ?? configuration.prefix
+configuration.offset = integer("offset", 0)
 configuration.threads = integer("threads", configuration.threads)
 configuration.enrollConcurrency = integer("enroll-concurrency", configuration.enrollConcurrency)
 configuration.connectConcurrency = integer("connect-concurrency", configuration.connectConcurrency)
@@ -88,12 +91,23 @@ if let rounds = arguments.value("rounds") {
 if arguments.value("controller-pid") != nil { configuration.controllerPID = Int32(integer("controller-pid")) }
 if arguments.value("broker-pid") != nil { configuration.brokerPID = Int32(integer("broker-pid")) }
 
+let printLine: (String) -> Void = { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
 let summary: SimulationSummary
 do {
-    let simulator = try FleetSimulator(configuration) { line in
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+    if let directory = arguments.value("worker-dir") {
+        // One of several processes started by the coordinator below.
+        configuration.keepSamples = true
+        let barrier = FleetCoordinator.workerBarrier(directory: directory, index: integer("worker-index"))
+        summary = try FleetSimulator(configuration, barrier: barrier, log: printLine).run()
+    } else {
+        let processes = integer("processes", FleetCoordinator.processesNeeded(devices: configuration.devices))
+        if processes > 1 {
+            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            summary = try FleetCoordinator(configuration, processes: processes, executable: executable, log: printLine).run()
+        } else {
+            summary = try FleetSimulator(configuration, log: printLine).run()
+        }
     }
-    summary = try simulator.run()
 } catch {
     fail("\(error)", 1)
 }
