@@ -32,10 +32,11 @@ package final class FleetCoordinator {
     }
 
     /// Processes needed so that each stays under its descriptor limit.
-    package static func processesNeeded(devices: Int) -> Int {
+    package static func processesNeeded(_ c: SimulationConfiguration) -> Int {
+        if c.multiplex > 0 { return 1 }
         let limit = raiseFileLimit()
         let perProcess = max(1, (limit - 64) / 3)
-        return max(1, (devices + perProcess - 1) / perProcess)
+        return max(1, (c.devices + perProcess - 1) / perProcess)
     }
 
     /// The barrier a worker uses (`--worker-dir`, `--worker-index`).
@@ -191,6 +192,9 @@ package final class FleetCoordinator {
             "--json", "\(directory)/worker-\(index).json",
         ]
         if c.tcpNoDelay { arguments.append("--tcp-nodelay") }
+        if c.multiplex > 0 {
+            arguments += ["--multiplex", String(max(1, c.multiplex / processes)), "--mux-port", String(c.multiplexPort)]
+        }
         return arguments
     }
 }

@@ -30,8 +30,9 @@ package final class FleetSimulator {
         let c = configuration
         // libmosquitto holds three descriptors per handle (the socket and a socket pair).
         let fileLimit = raiseFileLimit()
-        guard fileLimit >= Self.descriptorsNeeded(devices: c.devices) else {
-            throw WireError(.badRequest, "RLIMIT_NOFILE is \(fileLimit); \(c.devices) devices need \(Self.descriptorsNeeded(devices: c.devices)) (3 per connection): use --processes")
+        let needed = Self.descriptorsNeeded(c)
+        guard fileLimit >= needed else {
+            throw WireError(.badRequest, "RLIMIT_NOFILE is \(fileLimit); \(c.devices) devices need \(needed) (3 per connection): use --processes")
         }
         let trust = try Certificate.chain(fromPEM: String(contentsOfFile: c.bundlePath, encoding: .utf8))
         guard !trust.isEmpty else { throw WireError(.badRequest, "no certificates in \(c.bundlePath)") }
@@ -124,7 +125,9 @@ package final class FleetSimulator {
         return summary
     }
 
-    static func descriptorsNeeded(devices: Int) -> Int { 3 * devices + 64 }
+    static func descriptorsNeeded(_ c: SimulationConfiguration) -> Int {
+        3 * (c.multiplex > 0 ? c.multiplex + c.revocations : c.devices) + 64
+    }
 
     private func elapsed(_ now: UInt64 = monotonicNanoseconds()) -> Double { Double(now - started) / 1e9 }
 

@@ -34,6 +34,10 @@ final class Shard: @unchecked Sendable {
     private var phase = SimulationPhase.setup
     private var lastSweep: UInt64 = 0
     private let finished = DispatchSemaphore(value: 0)
+    /// Mode B: the shared connections and a device lookup by id.
+    private var muxes: [Multiplexer] = []
+    private var deviceByID: [Substring: Int] = [:]
+    private var multiplexed: Bool { !muxes.isEmpty }
     private var state: FleetState { context.state }
     private var configuration: SimulationConfiguration { context.configuration }
 
@@ -42,6 +46,16 @@ final class Shard: @unchecked Sendable {
         self.devices = devices
         for (local, device) in devices.enumerated() { device.local = local }
         self.context = context
+        let c = context.configuration
+        if c.multiplex > 0, !devices.isEmpty {
+            let count = min(devices.count, max(1, c.multiplex / c.threads))
+            muxes = (0..<count).map { Multiplexer(number: $0, clientID: "fleetsim-mux-\(c.offset)-\(number)-\($0)") }
+            for device in devices {
+                device.mux = device.local % count
+                muxes[device.mux].devices.append(device.local)
+                deviceByID[Substring(device.id.rawValue)] = device.local
+            }
+        }
         self.poller = try MQTTPoller()
     }
 
@@ -60,6 +74,7 @@ final class Shard: @unchecked Sendable {
     // MARK: - Loop
 
     private func run() {
+        for mux in muxes { connectMux(mux) }
         while true {
             let generation = state.phaseGeneration.load(ordering: .sequentiallyConsistent)
             if generation != seenGeneration {
@@ -76,6 +91,15 @@ final class Shard: @unchecked Sendable {
                 sweep(now: now)
             }
             for ready in poller.wait(timeoutMilliseconds: 20) {
+                if Int(ready.token) >= devices.count {
+                    let m = Int(ready.token) - devices.count
+                    guard m < muxes.count, let connection = muxes[m].connection else { continue }
+                    var ok = true
+                    if ready.readable || ready.failed { ok = connection.read() }
+                    if ok, ready.writable { ok = connection.write() }
+                    processMux(muxes[m])
+                    continue
+                }
                 let index = Int(ready.token)
                 guard index < devices.count, let connection = devices[index].connection else { continue }
                 let device = devices[index]
@@ -90,6 +114,7 @@ final class Shard: @unchecked Sendable {
             }
         }
         for device in devices where device.connection != nil { closeConnection(device, graceful: true) }
+        for mux in muxes { closeMux(mux) }
     }
 
     private func phaseChanged() {
@@ -131,6 +156,7 @@ final class Shard: @unchecked Sendable {
     }
 
     private func wakeSleepers(now: UInt64) {
+        for mux in muxes where mux.connection == nil && mux.wakeAt <= now { connectMux(mux) }
         guard !sleepers.isEmpty else { return }
         for index in sleepers where devices[index].wakeAt <= now {
             sleepers.remove(index)
@@ -153,8 +179,24 @@ final class Shard: @unchecked Sendable {
     /// Once a second: keepalive, request re-sends, connect timeouts.
     private func sweep(now: UInt64) {
         let timeout = UInt64(configuration.requestTimeout * 1e9)
+        for mux in muxes {
+            guard let connection = mux.connection else { continue }
+            if !connection.misc() {
+                processMux(mux)
+            } else if !mux.ready, now &- mux.connectStartedAt > 60_000_000_000 {
+                muxLost(mux, "not ready within 60 s")
+            } else {
+                syncMux(mux)
+            }
+        }
         for device in devices {
-            guard let connection = device.connection else { continue }
+            guard let connection = device.connection else {
+                if multiplexed, device.stage == .waitingForReply, let pending = device.pending, now &- pending.lastSentAt > timeout {
+                    state.requestRetries.add(1, ordering: .relaxed)
+                    publishPending(device)
+                }
+                continue
+            }
             if !connection.misc() {
                 process(device)
                 continue
@@ -206,12 +248,18 @@ final class Shard: @unchecked Sendable {
                 guard let token = device.token else { return fail(device, "no_token", "device has no enrollment token") }
                 let request = EnrollRequest(requestId: requestID, deviceId: device.id, csr: csr, token: token, agentVersion: ShardContext.agentVersion)
                 device.pending = PendingRequest(kind: .enroll, requestID: requestID, key: key, topic: device.topics.enrollRequest, payload: WireCodec.encode(request))
-                wantConnect(device, .bootstrap)
+                if multiplexed {
+                    publishPending(device)
+                } else {
+                    wantConnect(device, .bootstrap)
+                }
             } else {
                 let request = RenewRequest(requestId: requestID, csr: csr, reason: reason, currentSerial: device.serial)
                 device.pending = PendingRequest(kind: .renew(reason: reason), requestID: requestID, key: key, topic: device.topics.renewRequest,
                                                 payload: WireCodec.encode(request))
-                if device.connection != nil, device.link == .operational, device.stage == .ready || device.stage == .queuedForIssue {
+                if multiplexed {
+                    publishPending(device)
+                } else if device.connection != nil, device.link == .operational, device.stage == .ready || device.stage == .queuedForIssue {
                     publishPending(device)
                 } else if device.connection == nil {
                     wantConnect(device, .operational)
@@ -255,8 +303,22 @@ final class Shard: @unchecked Sendable {
         }
     }
 
+    /// The connection a device's messages go out on: its own, or its multiplexer's once that is ready.
+    private func transport(_ device: VirtualDevice) -> MQTTLoopConnection? {
+        if multiplexed, device.link != .probe {
+            let mux = muxes[device.mux]
+            return mux.ready ? mux.connection : nil
+        }
+        return device.connection
+    }
+
     private func publishPending(_ device: VirtualDevice) {
-        guard var pending = device.pending, let connection = device.connection else { return }
+        guard var pending = device.pending else { return }
+        guard let connection = transport(device) else {
+            // Multiplexer not ready: it publishes the pending requests when it is.
+            device.stage = .waitingForReply
+            return
+        }
         do {
             try connection.publish(topic: pending.topic, payload: pending.payload, qos: 1)
             let now = monotonicNanoseconds()
@@ -265,9 +327,9 @@ final class Shard: @unchecked Sendable {
             pending.sentOnThisConnection = true
             device.pending = pending
             device.stage = .waitingForReply
-            syncRegistration(device)
+            if multiplexed { syncMux(muxes[device.mux]) } else { syncRegistration(device) }
         } catch {
-            connectionLost(device, "publish: \(error)")
+            if multiplexed { muxLost(muxes[device.mux], "publish: \(error)") } else { connectionLost(device, "publish: \(error)") }
         }
     }
 
@@ -397,9 +459,16 @@ final class Shard: @unchecked Sendable {
                     state.recordLatency(phase.label, seconds: seconds)
                 }
             }
-            // Like the agent: the session continues on the new certificate.
-            closeConnection(device, graceful: true)
-            wantConnect(device, .operational)
+            if multiplexed {
+                // Mode B: no connection of its own to renew; report and carry on.
+                device.stage = .ready
+                publishState(device, "active")
+                reachedReady(device)
+            } else {
+                // Like the agent: the session continues on the new certificate.
+                closeConnection(device, graceful: true)
+                wantConnect(device, .operational)
+            }
         case .refused(let error, _):
             releaseIssueSlot(device)
             device.pending = nil
@@ -452,7 +521,8 @@ final class Shard: @unchecked Sendable {
                 device.closeAfterMID = publishState(device, "revoked") ?? -1
                 device.stage = .closing
                 device.probeStartedAt = monotonicNanoseconds()
-                if device.closeAfterMID < 0 { finishRevocation(device) }
+                // A shared connection stays open: nothing to wait for.
+                if device.closeAfterMID < 0 || multiplexed { finishRevocation(device) }
             case "retire":
                 publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
                 publishState(device, "retired")
@@ -475,14 +545,121 @@ final class Shard: @unchecked Sendable {
     }
 
     private func publishAck(_ device: VirtualDevice, _ ack: CommandAck) {
-        _ = try? device.connection?.publish(topic: device.topics.ack, payload: WireCodec.encode(ack), qos: 1)
+        _ = try? transport(device)?.publish(topic: device.topics.ack, payload: WireCodec.encode(ack), qos: 1)
     }
 
     @discardableResult
     private func publishState(_ device: VirtualDevice, _ value: String) -> Int32? {
         let report = DeviceStateReport(state: value, serial: device.serial, notAfter: device.notAfter, agentVersion: ShardContext.agentVersion,
                                        time: Int64(Date().timeIntervalSince1970))
-        return try? device.connection?.publish(topic: device.topics.state, payload: WireCodec.encode(report), qos: 1, retain: true)
+        return try? transport(device)?.publish(topic: device.topics.state, payload: WireCodec.encode(report), qos: 1, retain: true)
+    }
+
+    // MARK: - Multiplexers (mode B)
+
+    private func connectMux(_ mux: Multiplexer) {
+        do {
+            let connection = try MQTTLoopConnection(clientID: mux.clientID, tls: context.bootstrapTLS, keepAlive: configuration.keepAlive,
+                                                    tcpNoDelay: configuration.tcpNoDelay)
+            mux.connection = connection
+            mux.ready = false
+            mux.connackReceived = false
+            mux.pendingSubscriptions = []
+            mux.connectStartedAt = monotonicNanoseconds()
+            try connection.connect(host: configuration.host, port: configuration.multiplexPort)
+            processMux(mux)
+        } catch {
+            muxLost(mux, "\(error)")
+        }
+    }
+
+    private func processMux(_ mux: Multiplexer) {
+        guard let connection = mux.connection else { return }
+        for event in connection.takeEvents() {
+            guard mux.connection === connection else { return }
+            switch event {
+            case .connack(let code):
+                guard code == 0 else { muxLost(mux, "CONNACK refused, reason 0x\(String(code, radix: 16))"); return }
+                mux.connackReceived = true
+                // Every device's reply and command topics, 100 filters per SUBSCRIBE.
+                let filters = mux.devices.flatMap { i in
+                    [devices[i].topics.enrollResponse, devices[i].topics.renewResponse, devices[i].topics.command]
+                }
+                do {
+                    for start in stride(from: 0, to: filters.count, by: 100) {
+                        mux.pendingSubscriptions.insert(try connection.subscribe(Array(filters[start..<min(start + 100, filters.count)]), qos: 1))
+                    }
+                } catch {
+                    muxLost(mux, "subscribe: \(error)")
+                    return
+                }
+            case .subscribed(let mid, let granted):
+                guard mux.pendingSubscriptions.remove(mid) != nil else { continue }
+                if let refused = granted.first(where: { $0 >= 0x80 }) {
+                    muxLost(mux, "subscription refused 0x\(String(refused, radix: 16))")
+                    return
+                }
+                if mux.pendingSubscriptions.isEmpty {
+                    mux.ready = true
+                    mux.failures = 0
+                    // Requests made while it was (re)connecting go out now.
+                    for i in mux.devices where devices[i].pending != nil && devices[i].stage == .waitingForReply {
+                        publishPending(devices[i])
+                    }
+                }
+            case .message(let message):
+                if let id = deviceIDLevel(of: message.topic), let local = deviceByID[id] {
+                    handle(message, devices[local])
+                }
+            case .published:
+                break
+            case .disconnected(let reason):
+                muxLost(mux, reason)
+                return
+            }
+        }
+        syncMux(mux)
+    }
+
+    private func muxLost(_ mux: Multiplexer, _ reason: String) {
+        closeMux(mux)
+        state.connectionErrors.add(1, ordering: .relaxed)
+        state.recordError("connection", "\(mux.clientID): \(reason)")
+        mux.failures += 1
+        for i in mux.devices where devices[i].pending != nil {
+            devices[i].pending?.sentOnThisConnection = false
+        }
+        let cap = min(10, 0.2 * pow(2, Double(mux.failures)))
+        mux.wakeAt = monotonicNanoseconds() + UInt64(Double.random(in: 0.2...max(0.2, cap)) * 1e9)
+    }
+
+    private func closeMux(_ mux: Multiplexer) {
+        guard let connection = mux.connection else { return }
+        if mux.registeredFD >= 0, connection.socket == mux.registeredFD { poller.remove(mux.registeredFD) }
+        mux.registeredFD = -1
+        mux.registeredWrite = false
+        if connection.socket >= 0 {
+            connection.disconnect()
+            _ = connection.write()
+        }
+        mux.connection = nil
+        mux.ready = false
+    }
+
+    private func syncMux(_ mux: Multiplexer) {
+        guard let connection = mux.connection else { return }
+        let fd = connection.socket
+        let write = connection.wantsWrite
+        let token = UInt64(devices.count + mux.number)
+        if fd != mux.registeredFD {
+            mux.registeredFD = -1
+            if fd >= 0, poller.add(fd, token: token, write: write) {
+                mux.registeredFD = fd
+                mux.registeredWrite = write
+            }
+        } else if fd >= 0, write != mux.registeredWrite {
+            if poller.modify(fd, token: token, write: write) { mux.registeredWrite = write }
+        }
     }
 
     // MARK: - Failures and cleanup

@@ -18,6 +18,10 @@ package struct SimulationConfiguration: Sendable {
     package var bundlePath: String
     /// The controller's admin socket: registration, revocation, status.
     package var adminSocket: String
+    /// Mode B when > 0: this many shared connections (in total) on `multiplexPort`,
+    /// a benchmark-only listener (bench/broker/), instead of one connection per device.
+    package var multiplex = 0
+    package var multiplexPort = 0
     /// Event-loop threads; each drives its share of the devices' connections.
     package var threads = 2
     /// Enrollment requests in flight at once (each holds a bootstrap connection).
@@ -61,6 +65,9 @@ package struct SimulationConfiguration: Sendable {
             throw bad("--prefix \(prefix) does not make valid device ids")
         }
         guard (1...65535).contains(operationalPort), (1...65535).contains(bootstrapPort) else { throw bad("ports must be 1...65535") }
+        guard multiplex == 0 || ((1...10_000).contains(multiplex) && (1...65535).contains(multiplexPort)) else {
+            throw bad("--multiplex needs 1...10000 connections and --mux-port")
+        }
         guard (1...64).contains(threads) else { throw bad("--threads must be 1...64") }
         guard (1...100_000).contains(enrollConcurrency), renewalRounds.allSatisfy({ (1...100_000).contains($0) }) else {
             throw bad("concurrency must be 1...100000")

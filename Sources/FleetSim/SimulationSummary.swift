@@ -96,6 +96,7 @@ package struct SimulationSummary: Codable, Sendable {
         self.machine = machine
         self.devices = configuration.devices
         self.threads = configuration.threads
+        if configuration.multiplex > 0 { mode = "\(configuration.multiplex) connections" }
     }
 
     /// All devices enrolled, every round done, no failures, every revocation enforced, register consistent.
@@ -113,7 +114,8 @@ package struct SimulationSummary: Codable, Sendable {
     package var markdown: String {
         func f(_ v: Double?, _ format: String = "%.1f") -> String { v.map { String(format: format, $0) } ?? "-" }
         var lines: [String] = []
-        lines.append("Fleet simulation: \(devices) devices, one MQTT+TLS connection each, \(processes) process(es) of \(threads) threads; machine: \(machine).")
+        let transport = mode == "connection-per-device" ? "one MQTT+TLS connection each" : "multiplexed over \(mode)"
+        lines.append("Fleet simulation: \(devices) devices, \(transport), \(processes) process(es) of \(threads) threads; machine: \(machine).")
         if let r = registration {
             lines.append(String(format: "Registration (admin API, add + approve): %d devices in %.1f s, %.0f/s.", r.devices, r.seconds, r.perSecond))
         }

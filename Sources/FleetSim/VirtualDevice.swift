@@ -62,6 +62,8 @@ final class VirtualDevice {
     /// Global index (device id number) and index within its shard (epoll token).
     let index: Int
     var local = 0
+    /// Mode B: index of its multiplexer in the shard, -1 otherwise.
+    var mux = -1
     let id: DeviceID
     let topics: DeviceTopics
     var token: String?

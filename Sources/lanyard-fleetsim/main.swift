@@ -15,6 +15,8 @@ usage: lanyard-fleetsim run --devices N --bundle FILE --socket ADMIN_SOCKET --po
   --enroll-concurrency N     enrollment requests in flight (default 64)
   --rounds C1,C2,...         one renewal round per entry, C requests in flight (default 64; 0 rounds: --rounds none)
   --connect-concurrency N    TLS connection attempts in flight (default 64)
+  --multiplex M --mux-port P mode B: the devices share M connections to the benchmark-only listener on port P
+                             (bench/broker/; never in a deployment) instead of one connection each
   --revoke N                 revoke N devices one by one; time command and broker refusal (default 0)
   --hold SECONDS             stay online afterwards, following commands (default 0)
   --request-timeout SECONDS  re-send an unanswered request (default 20)
@@ -37,7 +39,7 @@ do {
     arguments = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: [
         "devices", "bundle", "socket", "port", "bootstrap-port", "host", "prefix", "threads", "enroll-concurrency", "rounds",
         "connect-concurrency", "revoke", "hold", "request-timeout", "phase-timeout", "controller-pid", "broker-pid", "json",
-        "processes", "offset", "worker-dir", "worker-index",
+        "processes", "offset", "worker-dir", "worker-index", "multiplex", "mux-port",
     ], flagOptions: ["quiet", "help", "tcp-nodelay"])
 } catch {
     fail("\(error)\n\(usage)", 64)
@@ -70,6 +72,8 @@ var configuration = SimulationConfiguration(devices: integer("devices"), operati
 configuration.host = arguments.value("host") ?? configuration.host
 configuration.prefix = arguments.value("prefix") ?? configuration.prefix
 configuration.offset = integer("offset", 0)
+configuration.multiplex = integer("multiplex", 0)
+configuration.multiplexPort = integer("mux-port", 0)
 configuration.threads = integer("threads", configuration.threads)
 configuration.enrollConcurrency = integer("enroll-concurrency", configuration.enrollConcurrency)
 configuration.connectConcurrency = integer("connect-concurrency", configuration.connectConcurrency)
@@ -100,7 +104,7 @@ do {
         let barrier = FleetCoordinator.workerBarrier(directory: directory, index: integer("worker-index"))
         summary = try FleetSimulator(configuration, barrier: barrier, log: printLine).run()
     } else {
-        let processes = integer("processes", FleetCoordinator.processesNeeded(devices: configuration.devices))
+        let processes = integer("processes", FleetCoordinator.processesNeeded(configuration))
         if processes > 1 {
             let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
             summary = try FleetCoordinator(configuration, processes: processes, executable: executable, log: printLine).run()
