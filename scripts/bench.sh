@@ -6,7 +6,7 @@
 # lanyard-fleetsim). The agent footprint (make footprint) runs before this.
 # Sizes (environment):
 #   BENCH_BOUND_COUNT        certificates for the crypto bound (default 2000)
-#   BENCH_DEVICES            simulated devices, one MQTT+TLS connection each (default 1000)
+#   BENCH_DEVICES            simulated devices, one MQTT+TLS connection each (default 500)
 #   BENCH_ENROLL_CONCURRENCY enrollment requests in flight (default 32)
 #   BENCH_ROUNDS             renewal rounds, requests in flight per round (default 1,8,64)
 #   BENCH_REVOKE             devices revoked one by one, timed to broker refusal (default 5)
@@ -19,7 +19,7 @@ LANYARD_BIN="$release"
 for b in lanyard-bench lanyard-fleetsim lanyard-controller lanyardctl; do
   [ -x "$release/$b" ] || { echo "bench: $release/$b is missing; run make bench" >&2; exit 1; }
 done
-devices="${BENCH_DEVICES:-1000}"
+devices="${BENCH_DEVICES:-500}"
 rounds="${BENCH_ROUNDS:-1,8,64}"
 mkdir -p "$root/bench/results"
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
