@@ -192,7 +192,8 @@ final class Shard: @unchecked Sendable {
         for device in devices {
             guard let connection = device.connection else {
                 if multiplexed, device.stage == .waitingForReply, let pending = device.pending, now &- pending.lastSentAt > timeout {
-                    state.requestRetries.add(1, ordering: .relaxed)
+                    // Never sent (multiplexer not ready yet) is not a retry.
+                    if pending.firstSentAt != 0 { state.requestRetries.add(1, ordering: .relaxed) }
                     publishPending(device)
                 }
                 continue
