@@ -59,4 +59,43 @@ struct FleetSimulatorTests {
         #expect(Set(certificates.compactMap { $0["keyFingerprint"] as? String }).count == 2, "the renewal used a new key")
         passed = true
     }
+
+    @Test("mode B: 30 devices multiplexed over 3 connections on the benchmark-only listener enroll, renew and follow a revoke")
+    func multiplexedFleet() async throws {
+        let fleet = try Fleet(ttl: "1h", benchListener: true)
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        let devices = 30
+        let benchPort = try #require(fleet.broker.benchPort)
+
+        let run = try TestProcess.run("\(fleet.bin)/lanyard-fleetsim", [
+            "run", "--devices", String(devices), "--prefix", "mx", "--bundle", fleet.bundle, "--socket", fleet.socket,
+            "--port", String(fleet.broker.operationalPort), "--bootstrap-port", String(fleet.broker.bootstrapPort),
+            "--multiplex", "3", "--mux-port", String(benchPort), "--enroll-concurrency", "8", "--rounds", "8", "--revoke", "1",
+            "--phase-timeout", "20", "--quiet", "--json", "-",
+        ], timeout: 60)
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any],
+                                   "no JSON summary: \(run.stdout) \(run.stderr)")
+        #expect(run.exitCode == 0, "fleetsim exit \(run.exitCode): \(run.stderr)")
+        #expect(summary["mode"] as? String == "3 connections")
+        let counters = summary["counters"] as? [String: Int] ?? [:]
+        #expect(counters["enrolled"] == devices)
+        #expect(counters["renewed"] == devices)
+        #expect(counters["revocationsFollowed"] == 1)
+        #expect((summary["register"] as? [String: Any])?["matches"] as? Bool == true)
+        let revocation = (summary["revocations"] as? [[String: Any]])?.first ?? [:]
+        #expect(revocation["commandVerifiedSeconds"] is Double)
+        #expect(revocation["brokerRefusedSeconds"] is Double, "the revoked certificate is refused on the operational listener")
+
+        // The controller's register, independently: every device enrolled and renewed, the revoked one reported it.
+        let views = (try fleet.ctlJSON(["device", "list"])["devices"] as? [[String: Any]] ?? []).filter { ($0["id"] as? String)?.hasPrefix("mx-") == true }
+        #expect(views.count == devices)
+        #expect(views.filter { $0["state"] as? String == "active" }.count == devices - 1)
+        let revoked = views.first { $0["id"] as? String == "mx-0000000" }
+        #expect(revoked?["state"] as? String == "revoked")
+        #expect(revoked?["reportedState"] as? String == "revoked")
+        let shown = try fleet.ctlJSON(["device", "show", "mx-0000017"])
+        #expect((shown["certificates"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String }.sorted() == ["enroll", "renew"])
+        passed = true
+    }
 }
