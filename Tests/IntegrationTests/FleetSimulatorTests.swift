@@ -98,4 +98,35 @@ struct FleetSimulatorTests {
         #expect((shown["certificates"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String }.sorted() == ["enroll", "renew"])
         passed = true
     }
+
+    @Test("a signed rotate command (the controller cannot send one yet: forged with the real command signer) makes a simulated device renew")
+    func rotateCommand() async throws {
+        let fleet = try Fleet(ttl: "1h")
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        let json = "\(fleet.directory)/fleetsim.json"
+        let sim = try ChildProcess("\(fleet.bin)/lanyard-fleetsim", [
+            "run", "--devices", "3", "--prefix", "rt", "--bundle", fleet.bundle, "--socket", fleet.socket,
+            "--port", String(fleet.broker.operationalPort), "--bootstrap-port", String(fleet.broker.bootstrapPort),
+            "--rounds", "none", "--hold", "10", "--request-timeout", "2", "--quiet", "--json", json,
+        ], outputPath: "\(fleet.directory)/fleetsim.log")
+        defer { sim.terminate() }
+        try await fleet.wait("the simulated devices online", timeout: 15) {
+            let views = try fleet.ctlJSON(["device", "list"])["devices"] as? [[String: Any]] ?? []
+            return views.filter { $0["reportedState"] as? String == "active" }.count == 3
+        }
+        // The controller is stopped while the command is forged under its identity, then started again.
+        let ack = try fleet.sendCommand("rt-0000001", "rotate", seq: 1)
+        #expect(ack?.outcome == "done", "ack: \(ack?.raw ?? "none")")
+        try fleet.startController()
+        #expect(sim.wait(timeout: 25) == 0, "fleetsim: \((try? String(contentsOfFile: "\(fleet.directory)/fleetsim.log", encoding: .utf8)) ?? "")")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let counters = summary["counters"] as? [String: Int] ?? [:]
+        #expect(counters["rotationsFollowed"] == 1)
+        #expect(counters["commandsRefused"] == 0)
+        let shown = try fleet.ctlJSON(["device", "show", "rt-0000001"])
+        #expect((shown["certificates"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String }.sorted() == ["enroll", "renew"],
+                "the rotation produced a renewal in the register")
+        passed = true
+    }
 }
