@@ -42,7 +42,7 @@ package final class FleetCoordinator {
     /// The barrier a worker uses (`--worker-dir`, `--worker-index`).
     package static func workerBarrier(directory: String, index: Int) -> (String) -> Void {
         { label in
-            FileManager.default.createFile(atPath: "\(directory)/ready-\(index)-\(label)", contents: nil)
+            _ = FileManager.default.createFile(atPath: "\(directory)/ready-\(index)-\(label)", contents: nil)
             while !FileManager.default.fileExists(atPath: "\(directory)/go-\(label)") {
                 usleep(2000)
             }
@@ -120,7 +120,7 @@ package final class FleetCoordinator {
             if measured.contains(label) {
                 current = (label, monotonicNanoseconds(), c.controllerPID.flatMap(ProcessUsage.sample), c.brokerPID.flatMap(ProcessUsage.sample))
             }
-            FileManager.default.createFile(atPath: "\(directory)/go-\(label)", contents: nil)
+            _ = FileManager.default.createFile(atPath: "\(directory)/go-\(label)", contents: nil)
         }
         while exited.contains(false) {
             reap()
