@@ -33,12 +33,14 @@ footprint: release
 
 # Figures, not assertions: the agent's footprint, then issuance end to end
 # with the fleet simulator next to the crypto bound of the same run,
-# controller CPU per certificate, revocation time; Markdown on stdout, JSON
-# under bench/results/. Sizes: BENCH_* variables in scripts/bench.sh.
+# controller CPU per certificate, revocation time (scripts/bench.sh; sizes:
+# BENCH_* variables there), and a 100 000-device register (import, list,
+# filter, export, findings, report); Markdown on stdout, JSON under bench/results/.
 bench: footprint
 	$(SWIFT) build -c release --product lanyard-bench
 	$(SWIFT) build -c release --product lanyard-fleetsim
 	@scripts/bench.sh
+	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --register 100000 --json bench/results/register.json
 
 clean:
 	rm -rf .build

@@ -18,10 +18,12 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // The controller's HTTPS admin API (TLS through GnuTLS).
+        .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
 
         .target(name: "Shared", dependencies: ["COpenSSL", "CMosquitto"]),
         .target(name: "Agent", dependencies: ["Shared"]),
-        .target(name: "Controller", dependencies: ["Shared", "CSQLite"]),
+        .target(name: "Controller", dependencies: ["Shared", "CSQLite", "CMicroHTTPD"]),
 
         .executableTarget(name: "lanyard-agent", dependencies: ["Agent"]),
         .executableTarget(name: "lanyard-controller", dependencies: ["Controller"]),

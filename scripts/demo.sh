@@ -47,6 +47,22 @@ echo "\$ lanyardctl device approve unowned-99   # a device without all five owne
 "$bin/lanyardctl" device approve unowned-99 2>&1 | sed 's/^/  /' || true
 for d in "${devices[@]}"; do fleet_add_device "$d"; done
 
+step "4b. Governance over the HTTPS admin API: operators with roles, bearer tokens stored hashed"
+"$bin/lanyard-controller" operator add --config "$work/controller/controller.conf" --name root --role admin >"$work/root.token" 2>/dev/null
+api=(--server "https://127.0.0.1:$FLEET_API_PORT" --cacert "$work/controller/pki/bundle.pem")
+ctl_as() { local who="$1"; shift; "$bin/lanyardctl" "${api[@]}" --token-file "$work/$who.token" "$@"; }
+for op in ot-operations:ops plant-manager:business pki-team:identity auditor:auditor; do
+  ctl_as root operator add "${op%%:*}" --role "${op##*:}" >"$work/${op%%:*}.token" 2>/dev/null
+done
+ctl_as root operator list
+echo "\$ lanyardctl (as ot-operations) class set default --ttl 2h     # policy belongs to identity:"
+ctl_as ot-operations class set default --ttl 2h 2>&1 | sed 's/^/  /' || true
+echo "\$ lanyardctl (as ot-operations) exception request --device ${devices[0]} --control key_reuse ..."
+ctl_as ot-operations exception request --device "${devices[0]}" --control key_reuse --justification "PLC firmware cannot make keys" \
+  --compensating "OT VLAN, IDS" --expires 30d
+echo "\$ lanyardctl (as plant-manager, the business owner) exception approve 1"
+ctl_as plant-manager exception approve 1 --reason "accepted until the PLC is replaced"
+
 step "5. Three agents: each generates its key on the device, enrolls, connects with mTLS, renews at ~2/3 of the TTL"
 for d in "${devices[@]}"; do fleet_start_agent "$d"; done
 echo "watching for ${watch_seconds}s (certificates live $ttl) ..."
@@ -85,6 +101,11 @@ openssl verify -crl_check -CAfile "$work/controller/pki/bundle.pem" -CRLfile "$w
 
 step "Summary"
 "$bin/lanyardctl" device list
+echo
+echo "\$ lanyardctl (as auditor) findings; report --format md"
+ctl_as auditor findings || true
+ctl_as auditor report --format md | sed -n '3,16p'
+ctl_as auditor audit verify
 renewals=$(cat "${logs[@]}" | grep -c 'certificate renewed' || true)
 issued=$("$bin/lanyardctl" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["issued"])')
 echo

@@ -35,11 +35,21 @@ switches() { cat /proc/"$agent"/task/*/status | awk '/^(voluntary|nonvoluntary)_
 threads=$(ls /proc/"$agent"/task | wc -l)
 before=$(switches)
 echo "==> counting wake-ups for ${idle}s (keepalive 60 s)"
+per_thread() { for t in /proc/"$agent"/task/*; do echo "$(cat "$t/comm") $(awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {s += $2} END {print s}' "$t/status")"; done; }
+per_before="$(per_thread)"
 sleep "$idle"
 after=$(switches)
+per_after="$(per_thread)"
+echo "==> wake-ups per minute by thread (name: count)"
+paste -d' ' <(echo "$per_before") <(echo "$per_after") | awk -v idle="$idle" '{printf "    %s: %d\n", $1, ($4 - $2) * 60 / idle}'
+
 wakeups=$(( (after - before) * 60 / idle ))
 rss_kb=$(awk '/^VmRSS/ {print $2}' /proc/"$agent"/status)
 anon_kb=$(awk '/^RssAnon/ {print $2}' /proc/"$agent"/status)
+# Proportional: shared libraries (libcrypto, libc) counted once per process using them.
+pss_kb=$(awk '/^Pss:/ {print $2}' /proc/"$agent"/smaps_rollup)
+echo "==> resident set by mapping (kB, largest first)"
+awk '/^[0-9a-f]+-[0-9a-f]+ / {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {rss[name] += $2} END {for (n in rss) if (rss[n] >= 100) printf "    %6d  %s\n", rss[n], n}' /proc/"$agent"/smaps | sort -rn | head -8
 size_bytes=$(stat -c %s "$dist/lanyard-agent")
 
 echo "==> renewal latency: scheduled renewals of one agent with a 15 s TTL for 50 s"
@@ -75,12 +85,13 @@ cat <<TABLE
 | binary (release, static stdlib, stripped) | $(( size_bytes / 1024 / 1024 )) MiB ($size_bytes bytes) | ≤ 20 MB |
 | idle VmRSS | $(( rss_kb / 1024 )).$(( rss_kb % 1024 * 10 / 1024 )) MiB ($rss_kb kB) | ≤ 8 MB |
 | idle RssAnon | $anon_kb kB | flat |
+| idle Pss (shared libraries split between their users) | $pss_kb kB | |
 | threads | $threads | |
 | wake-ups per minute, idle (all threads) | $wakeups | keepalive + timer |
 | renewal latency on loopback (request → installed), $n renewals | p50 $p50 ms, max $worst ms | |
 TABLE
 cat >"$root/bench/results/footprint.json" <<JSON
-{"machine": "$machine", "binary_bytes": $size_bytes, "idle_vmrss_kb": $rss_kb, "idle_rssanon_kb": $anon_kb, "threads": $threads,
+{"machine": "$machine", "binary_bytes": $size_bytes, "idle_vmrss_kb": $rss_kb, "idle_rssanon_kb": $anon_kb, "idle_pss_kb": $pss_kb, "threads": $threads,
  "idle_wakeups_per_minute": $wakeups, "renewals": $n, "renewal_latency_ms_p50": "$p50", "renewal_latency_ms_max": "$worst",
  "command": "make footprint", "date": "$(date -u +%FT%TZ)"}
 JSON

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what Lanyard needs to build, test and run the demo on Debian 12:
-# the C libraries (OpenSSL, libmosquitto, SQLite), the Mosquitto broker and
+# the C libraries (OpenSSL, libmosquitto, SQLite, libmicrohttpd), the Mosquitto broker and
 # clients, and the Python peers the tests check our output with. Only what is
 # missing is installed; nothing is done when everything is there.
 set -euo pipefail
 
 # libfaketime: the agent's clock-skew tests run it with a shifted clock (LD_PRELOAD).
-debs=(libssl-dev libmosquitto-dev libsqlite3-dev sqlite3 mosquitto mosquitto-clients openssl python3 python3-pip pkg-config libfaketime)
+debs=(libssl-dev libmosquitto-dev libsqlite3-dev libmicrohttpd-dev sqlite3 mosquitto mosquitto-clients openssl python3 python3-pip pkg-config libfaketime)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

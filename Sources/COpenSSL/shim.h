@@ -64,6 +64,10 @@ static inline X509_REVOKED *lanyard_sk_X509_REVOKED_value(const STACK_OF(X509_RE
     return sk_X509_REVOKED_value(sk, i);
 }
 
+// ---- TLS client (Sources/Shared/AdminAPI/HTTPSClient.swift) ----
+static inline long lanyard_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
+static inline long lanyard_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_min_proto_version(ctx, version); }
+
 // ---- TLS client contexts with in-memory credentials (Sources/Shared/MQTT/TLSClientContext.swift) ----
 static inline int lanyard_SSL_CTX_set_min_tls12(SSL_CTX *ctx) {
     return (int)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);

@@ -10,6 +10,7 @@ import Shared
 //      reported as certificates/s, CPU ms per certificate and its ratio to (1).
 // The MQTT round trip is not included: that is the fleet simulator's job.
 // Usage: lanyard-bench [--count N] [--json FILE]
+//        lanyard-bench --register N [--json FILE]   (register scale: RegisterScale.swift)
 
 func cpuSeconds() -> Double {
     var usage = rusage()
@@ -24,9 +25,17 @@ func measure(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double) 
     return (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, cpuSeconds() - c0)
 }
 
-let args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["count", "json"], flagOptions: ["help"])
+let args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["count", "json", "register"], flagOptions: ["help"])
 if args.flag("help") {
-    print("usage: lanyard-bench [--count N] [--json FILE]")
+    print("usage: lanyard-bench [--count N] [--json FILE]\n       lanyard-bench --register N [--json FILE]")
+    exit(0)
+}
+if let text = args.value("register") {
+    guard let n = Int(text), n > 0, n <= 1_000_000 else {
+        FileHandle.standardError.write(Data("lanyard-bench: --register must be 1...1000000\n".utf8))
+        exit(64)
+    }
+    try registerScale(n, jsonPath: args.value("json"))
     exit(0)
 }
 guard let count = Int(args.value("count") ?? "2000"), count > 0, count <= 1_000_000 else {
@@ -61,7 +70,7 @@ let bound = try measure {
 let store = try Store(path: "\(dir)/lanyard.db")
 let policy = DeviceClassPolicy(name: "default", ttl: .seconds(86400), maxTTL: .seconds(30 * 86400), renewAt: 2.0 / 3.0,
                                requiredOwners: OwnerRole.allCases, keyAlgorithms: ["P-256"], rotateKeys: true)
-let register = DeviceRegister(store: store, classes: ["default": policy], clock: { Date() })
+let register = try DeviceRegister(store: store, classes: ["default": policy], clock: { Date() })
 let issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: "bench.lanyard",
                                backdate: .seconds(300), clock: { Date() })
 let owners = Dictionary(uniqueKeysWithValues: OwnerRole.allCases.map { ($0.rawValue, "bench") })

@@ -6,15 +6,21 @@ import Shared
 let exitUsage: Int32 = 64, exitConfig: Int32 = 78, exitFailure: Int32 = 1
 
 let usage = """
-usage: lanyard-controller init --dir DIR --trust-domain NAME [--broker-port N] [--broker-name HOST]... [--class-ttl DURATION]
+usage: lanyard-controller init --dir DIR --trust-domain NAME [--broker-port N] [--broker-name HOST]... [--class-ttl DURATION] [--api-port N]
        lanyard-controller run --config FILE
+       lanyard-controller operator add --config FILE --name NAME --role ROLE [--role ROLE]...
        lanyard-controller --help
 
   init   create the PKI (root CA, issuing CA, broker, controller and command-signer
          certificates; P-256; keys 0600) and a controller.conf in DIR. Existing
          files are kept: running it twice changes nothing.
+         (and the admin API's HTTPS certificate). --api-port enables the HTTPS admin API.
   run    connect to the broker, answer enrollment and renewal requests, serve
          the admin API for lanyardctl, keep the CRL fresh. Stops on SIGTERM/SIGINT.
+  operator add
+         create an admin API operator (roles: identity, secarch, ops, procurement,
+         business, auditor, admin) directly in the register, on the controller
+         host: the bootstrap for the first admin. Prints the bearer token once.
 """
 
 func fail(_ message: String, _ status: Int32) -> Never {
@@ -35,13 +41,19 @@ guard let verb = argv.first, verb != "--help", verb != "-h", verb != "help" else
 do {
     switch verb {
     case "init":
-        let args = try Arguments(argv.dropFirst(), valueOptions: ["dir", "trust-domain", "broker-port", "broker-name", "class-ttl"], flagOptions: ["help"])
+        let args = try Arguments(argv.dropFirst(), valueOptions: ["dir", "trust-domain", "broker-port", "broker-name", "class-ttl", "api-port"],
+                                 flagOptions: ["help"])
         if args.flag("help") { print(usage); exit(0) }
         let dir = try args.required("dir")
         let trustDomain = try args.required("trust-domain")
         guard let port = Int(args.value("broker-port") ?? "8883"), (1...65535).contains(port) else { fail("--broker-port must be 1-65535", exitUsage) }
         let ttl = args.value("class-ttl") ?? "24h"
         guard ConfigReader.parseDuration(ttl) != nil else { fail("--class-ttl must be a duration such as 60s or 24h", exitUsage) }
+        var apiPort: Int?
+        if let text = args.value("api-port") {
+            guard let p = Int(text), (1...65535).contains(p) else { fail("--api-port must be 1-65535", exitUsage) }
+            apiPort = p
+        }
         try AtomicFile.makePrivateDirectory(dir)
         let report = try PKIInitializer(layout: PKILayout(directory: "\(dir)/pki"), trustDomain: trustDomain, brokerNames: args.values("broker-name")).run()
         report.forEach { print($0) }
@@ -49,7 +61,7 @@ do {
         if FileManager.default.fileExists(atPath: configPath) {
             print("kept    \(configPath)")
         } else {
-            try AtomicFile.create(ControllerConfiguration.sample(trustDomain: trustDomain, brokerPort: port, classTTL: ttl), at: configPath, mode: 0o640)
+            try AtomicFile.create(ControllerConfiguration.sample(trustDomain: trustDomain, brokerPort: port, classTTL: ttl, apiPort: apiPort), at: configPath, mode: 0o640)
             print("created \(configPath)")
         }
         // The broker refuses to start without a CRL: publish the first one now.
@@ -67,9 +79,21 @@ do {
         do { configuration = try ControllerConfiguration.load(path: try args.required("config")) } catch let e as ConfigError { fail(e.description, exitConfig) }
         let service = try ControllerService(configuration: configuration)
         try await service.run()
+    case "operator":
+        let args = try Arguments(argv.dropFirst(), valueOptions: ["config", "name", "role"], flagOptions: ["help", "json"])
+        if args.flag("help") { print(usage); exit(0) }
+        guard args.positional.first == "add" else { fail("operator: the only subcommand is add\n\(usage)", exitUsage) }
+        let configuration: ControllerConfiguration
+        do { configuration = try ControllerConfiguration.load(path: try args.required("config")) } catch let e as ConfigError { fail(e.description, exitConfig) }
+        let created = try LocalOperatorBootstrap.add(configuration: configuration, name: try args.required("name"), roles: args.values("role"))
+        // The token alone on stdout, for a script to store; shown only this once.
+        print(created.token)
+        FileHandle.standardError.write(Data("created operator \(created.operatorInfo.name) (\(created.operatorInfo.roles.joined(separator: ","))); the token above is shown once\n".utf8))
     default:
         fail("unknown command '\(verb)'\n\(usage)", exitUsage)
     }
+} catch let error as WireError {
+    fail(error.description, exitFailure)
 } catch let error as Arguments.UsageError {
     fail("\(error.message)\n\(usage)", exitUsage)
 } catch {

@@ -1,97 +1,119 @@
 import Foundation
 import Shared
 
-// lanyardctl: the operator's client of the controller's admin API.
-// Exit status: 0 done, 1 refused by the controller (coded error on stderr),
-// 2 done only in part (e.g. revoked but the broker could not be reloaded),
-// 64 usage error, 69 controller unreachable.
-let exitRefused: Int32 = 1, exitUsage: Int32 = 64, exitUnavailable: Int32 = 69
+// lanyardctl: the operator's client of the controller's admin API, over
+// HTTPS with a bearer token (--server) or the local Unix socket (--socket).
+// Usage and exit statuses: Help.swift, Output.swift, docs/admin-api.md.
 
-let usage = """
-usage: lanyardctl [--socket PATH] [--json] COMMAND
-
-  device add ID --class CLASS [--owner ROLE=NAME]...   register a device (roles: identity, secarch, ops, procurement, business)
-  device approve ID [--token-ttl DURATION]             approve it and print its one-time enrollment token
-  device list                                          every device with state, serial and expiry
-  device show ID                                       one device with its certificates
-  revoke ID --reason REASON                            revoke (RFC 5280 reason, e.g. keyCompromise, cessationOfOperation)
-  status                                               controller, broker connection and CRL
-  audit verify                                         recompute the audit hash chain; exit 1 naming the first bad entry
-  audit export [--output FILE]                         the audit trail as JSON lines (stdout by default)
-
-  --socket PATH   admin socket (default: $LANYARD_SOCKET or /var/lib/lanyard/admin.sock)
-  --json          print the API's JSON instead of a table
-"""
-
-func fail(_ message: String, _ status: Int32) -> Never {
-    FileHandle.standardError.write(Data("lanyardctl: \(message)\n".utf8))
-    exit(status)
-}
-
-func printJSON(_ value: some Encodable) {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    print(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self))
-}
-
-func time(_ seconds: Int64?) -> String {
-    guard let seconds else { return "-" }
-    return Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601)
-}
-
-func table(_ header: [String], _ rows: [[String]]) {
-    var widths = header.map(\.count)
-    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-    for row in [header] + rows {
-        print(row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-            .joined(separator: "  "))
-    }
-}
+// A server that refuses on the headers may close before the body is sent: an
+// error from the write, not a SIGPIPE that kills lanyardctl without a word.
+signal(SIGPIPE, SIG_IGN)
 
 let args: Arguments
 do {
-    args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["socket", "class", "owner", "token-ttl", "reason", "output"],
-                         flagOptions: ["json", "help"])
-} catch { fail("\(error)\n\(usage)", exitUsage) }
-if args.flag("help") || args.positional.isEmpty || args.positional.first == "help" {
-    print(usage)
-    exit(args.positional.isEmpty && !args.flag("help") ? exitUsage : 0)
-}
-let client = AdminClient(socketPath: args.value("socket") ?? ProcessInfo.processInfo.environment["LANYARD_SOCKET"] ?? "/var/lib/lanyard/admin.sock")
-let json = args.flag("json")
+    args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: [
+        "socket", "server", "cacert", "token-file", "class", "owner", "token-ttl", "reason", "output",
+        "vendor", "model", "hw-serial", "firmware", "site", "zone", "tag", "bootstrap", "state", "with",
+        "ttl", "max-ttl", "renew-at", "required-owners", "key-algorithms", "rotate-keys", "bootstrap-methods", "renewal-sla",
+        "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "exception-max",
+        "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role", "format", "due", "review", "decision", "note", "severity",
+    ], flagOptions: ["json", "help", "dry-run"])
+} catch { fail("\(error)\n\(globalUsage)", exitUsage) }
+
 let words = args.positional
+if words.isEmpty || words.first == "help" {
+    print(globalUsage)
+    exit(words.isEmpty && !args.flag("help") ? exitUsage : 0)
+}
+let commandName = words.count > 1 && commandHelp["\(words[0]) \(words[1])"] != nil ? "\(words[0]) \(words[1])" : words[0]
+if args.flag("help") {
+    if let help = commandHelp[commandName] { print(help) } else {
+        let group = commandHelp.keys.filter { $0.hasPrefix(words[0] + " ") }.sorted()
+        print(group.isEmpty ? globalUsage : group.compactMap { commandHelp[$0] }.joined(separator: "\n\n"))
+    }
+    exit(0)
+}
+
+/// The admin API over HTTPS or the local socket; the same operations either way.
+enum Transport {
+    case socket(AdminClient)
+    case https(HTTPSAdminClient)
+
+    func call<P: Encodable, R: Decodable>(_ op: AdminOperation, _ params: P, as type: R.Type) throws -> R {
+        switch self {
+        case .socket(let c): try c.call(op, params, as: type)
+        case .https(let c): try c.call(op, params, as: type)
+        }
+    }
+}
+
+// An empty variable counts as unset.
+let environment = ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }
+let client: Transport = {
+    guard let server = args.value("server") ?? environment["LANYARD_URL"] else {
+        return .socket(AdminClient(socketPath: args.value("socket") ?? environment["LANYARD_SOCKET"] ?? "/var/lib/lanyard/admin.sock"))
+    }
+    guard let ca = args.value("cacert") ?? environment["LANYARD_CACERT"] else { fail("--cacert (or $LANYARD_CACERT) is required with --server", exitUsage) }
+    guard let https = HTTPSClient(url: server, caFile: ca) else { fail("--server must look like https://host:port", exitUsage) }
+    // The token comes from a file or the environment, never the command line (ps shows it to everyone).
+    var token = environment["LANYARD_TOKEN"]
+    if let file = args.value("token-file") ?? environment["LANYARD_TOKEN_FILE"] {
+        do { token = try AtomicFile.readText(file, limit: 4096).trimmed() } catch { fail("cannot read the token file: \(error)", exitUsage) }
+    }
+    guard let token, !token.isEmpty else { fail("a token is required with --server (--token-file or $LANYARD_TOKEN)", exitUsage) }
+    return .https(HTTPSAdminClient(client: https, token: token))
+}()
+let json = args.flag("json")
 
 func argument(_ index: Int, _ what: String) -> String {
-    guard words.count > index else { fail("missing \(what)\n\(usage)", exitUsage) }
+    guard words.count > index else { fail("missing \(what)\n\(commandHelp[commandName] ?? globalUsage)", exitUsage) }
     return words[index]
 }
 
-func showDevice(_ d: DeviceView) {
-    print("device      \(d.id)")
-    print("class       \(d.deviceClass)")
-    print("state       \(d.state)\(d.reportedState.map { " (agent reports \($0))" } ?? "")")
-    for role in OwnerRole.allCases { print("owner       \(role.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0))\(d.owners[role.rawValue] ?? "(missing)")") }
-    print("serial      \(d.serial ?? "-")")
-    print("not after   \(time(d.notAfter))")
-    print("last seen   \(time(d.lastSeen))")
-    if let revoked = d.revokedAt { print("revoked     \(time(revoked)) \(d.revocationReason ?? "")") }
-    if let certs = d.certificates, !certs.isEmpty {
-        print("certificates:")
-        table(["SERIAL", "KIND", "ISSUED", "NOT AFTER", "REVOKED"],
-              certs.map { [$0.serial, $0.kind, time($0.issuedAt), time($0.notAfter), $0.revokedAt.map { time($0) } ?? "-"] })
+func owners() -> [String: String] {
+    var owners: [String: String] = [:]
+    for pair in args.values("owner") {
+        guard let eq = pair.firstIndex(of: "=") else { fail("--owner takes ROLE=NAME, got '\(pair)'", exitUsage) }
+        owners[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
     }
+    return owners
+}
+
+func attributes() -> DeviceAttributes {
+    DeviceAttributes(vendor: args.value("vendor"), model: args.value("model"), hardwareSerial: args.value("hw-serial"), firmware: args.value("firmware"),
+                     site: args.value("site"), zone: args.value("zone"), tags: args.values("tag").isEmpty ? nil : args.values("tag"),
+                     bootstrapMethod: args.value("bootstrap"))
+}
+
+func yesNo(_ name: String) -> Bool? {
+    guard let v = args.value(name) else { return nil }
+    switch v.lowercased() {
+    case "yes", "true", "1": return true
+    case "no", "false", "0": return false
+    default: fail("--\(name) takes yes or no", exitUsage)
+    }
+}
+
+func seconds(_ name: String) -> Int64? {
+    guard let v = args.value(name) else { return nil }
+    guard let d = ConfigReader.parseDuration(v) else { fail("--\(name) must be a duration such as 90s, 15m, 24h or 30d", exitUsage) }
+    return d.seconds
+}
+
+func list(_ name: String) -> [String]? {
+    args.value(name).map { $0.split(separator: ",").map { $0.trimmed() }.filter { !$0.isEmpty } }
+}
+
+func printDevice(_ d: DeviceView, _ summary: String) {
+    if json { printJSON(d) } else { print(summary) }
 }
 
 do {
     switch (words[0], words.count > 1 ? words[1] : "") {
     case ("device", "add"):
-        var owners: [String: String] = [:]
-        for pair in args.values("owner") {
-            guard let eq = pair.firstIndex(of: "=") else { fail("--owner takes ROLE=NAME, got '\(pair)'", exitUsage) }
-            owners[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
-        }
         guard let cls = args.value("class") else { fail("--class is required", exitUsage) }
-        let d = try client.call(.deviceAdd, DeviceAddParams(id: argument(2, "device id"), deviceClass: cls, owners: owners), as: DeviceView.self)
+        let d = try client.call(.deviceAdd, DeviceAddParams(id: argument(2, "device id"), deviceClass: cls, owners: owners(), attributes: attributes()),
+                                as: DeviceView.self)
         if json { printJSON(d) } else {
             print("registered \(d.id) (class \(d.deviceClass))")
             if !d.missingOwners.isEmpty { print("missing owners: \(d.missingOwners.joined(separator: ", ")) — it cannot be approved until they are assigned") }
@@ -106,27 +128,49 @@ do {
         if json { printJSON(r) } else {
             // The token alone on stdout so scripts can capture it; the rest on stderr.
             print(r.token)
-            FileHandle.standardError.write(Data("approved \(r.id); one-time enrollment token valid until \(time(r.expiresAt))\n".utf8))
+            note("approved \(r.id); one-time enrollment token valid until \(time(r.expiresAt))")
         }
     case ("device", "list"):
-        let r = try client.call(.deviceList, Empty(), as: DeviceListResult.self)
+        var r = try client.call(.deviceList, Empty(), as: DeviceListResult.self)
+        if let s = args.value("state") { r.devices = r.devices.filter { $0.state == s } }
+        if let c = args.value("class") { r.devices = r.devices.filter { $0.deviceClass == c } }
+        if let s = args.value("site") { r.devices = r.devices.filter { $0.attributes?.site == s } }
         if json { printJSON(r) } else {
-            table(["DEVICE", "CLASS", "STATE", "AGENT", "SERIAL", "NOT AFTER", "MISSING OWNERS"],
-                  r.devices.map { [$0.id, $0.deviceClass, $0.state, $0.reportedState ?? "-", $0.serial ?? "-", time($0.notAfter),
-                                   $0.missingOwners.isEmpty ? "-" : $0.missingOwners.joined(separator: ",")] })
+            table(["DEVICE", "CLASS", "STATE", "AGENT", "SITE", "ZONE", "SERIAL", "NOT AFTER", "MISSING OWNERS"],
+                  r.devices.map { [$0.id, $0.deviceClass, $0.state, $0.reportedState ?? "-", $0.attributes?.site ?? "-", $0.attributes?.zone ?? "-",
+                                   $0.serial ?? "-", time($0.notAfter), $0.missingOwners.isEmpty ? "-" : $0.missingOwners.joined(separator: ",")] })
         }
     case ("device", "show"):
         let d = try client.call(.deviceShow, DeviceRef(id: argument(2, "device id")), as: DeviceView.self)
         if json { printJSON(d) } else { showDevice(d) }
+    case ("device", "update"):
+        let d = try client.call(.deviceUpdate, DeviceUpdateParams(id: argument(2, "device id"), attributes: attributes(), reason: args.value("reason")),
+                                as: DeviceView.self)
+        printDevice(d, "updated \(d.id)\(d.rotationRequired.map { "; its key must rotate (\($0))" } ?? "")")
+    case ("device", let event) where ["suspend", "resume", "retire"].contains(event):
+        let d = try client.call(.deviceTransition, DeviceTransitionParams(id: argument(2, "device id"), event: event, reason: args.value("reason")),
+                                as: DeviceView.self)
+        printDevice(d, "\(d.id) is now \(d.state)")
+    case ("device", "transfer"):
+        let d = try client.call(.deviceTransfer, DeviceTransferParams(id: argument(2, "device id"), owners: owners(), reason: args.value("reason")),
+                                as: DeviceView.self)
+        printDevice(d, "transferred \(d.id): \(d.owners.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
+                    + (d.rotationRequired != nil ? "; its key must rotate" : ""))
+    case ("device", "replace"):
+        guard let new = args.value("with") else { fail("--with NEW is required", exitUsage) }
+        let d = try client.call(.deviceReplace, DeviceReplaceParams(id: argument(2, "device id"), replacement: new, reason: args.value("reason")),
+                                as: DeviceView.self)
+        printDevice(d, "\(d.id) is retired, replaced by \(d.replacedBy ?? new)")
     case ("revoke", _):
         guard let reason = args.value("reason") else { fail("--reason is required (e.g. keyCompromise)", exitUsage) }
         let r = try client.call(.deviceRevoke, RevokeParams(id: argument(1, "device id"), reason: reason), as: RevokeResult.self)
         if json { printJSON(r) } else {
-            print("revoked \(r.id): \(r.revokedSerials.count) certificate(s), CRL #\(r.crlNumber), broker reloaded: \(r.brokerReloaded ? "yes" : "NO"), revoke command sent: \(r.commandSent ? "yes" : "NO")")
-            if let e = r.crlError { FileHandle.standardError.write(Data("lanyardctl: warning: the CRL was not written (\(e)); the controller retries\n".utf8)) }
+            print("revoked \(r.id): \(r.revokedSerials.count) certificate(s), CRL #\(r.crlNumber), broker reloaded: \(r.brokerReloaded ? "yes" : "NO"), revoke command sent: \(r.commandSent ? "yes" : "NO"), live session cut: \(r.sessionCut.map { $0 ? "yes" : "NO" } ?? "-")\(r.timeToRevokeMs.map { ", enforced in \($0) ms" } ?? "")")
+            if let e = r.sessionCutError { note("lanyardctl: warning: the device's live session was not cut (\(e))") }
+            if let e = r.crlError { note("lanyardctl: warning: the CRL was not written (\(e)); the controller retries") }
         }
-        // Revoked in the register, but the broker or the device was not told: scripts must notice.
-        if !r.brokerReloaded || !r.commandSent || r.crlError != nil { exit(2) }
+        // Revoked in the register, but the broker or the device was not told, or its session is still open: scripts must notice.
+        if !r.brokerReloaded || !r.commandSent || r.crlError != nil || r.sessionCut == false { exit(exitPartial) }
     case ("status", _):
         let s = try client.call(.status, Empty(), as: ControllerStatus.self)
         if json { printJSON(s) } else {
@@ -155,16 +199,173 @@ do {
         }
         if let output = args.value("output") {
             try lines.write(to: URL(fileURLWithPath: output), options: .atomic)
-            FileHandle.standardError.write(Data("wrote \(export.entries.count) entries to \(output)\n".utf8))
+            note("wrote \(export.entries.count) entries to \(output)")
         } else {
             FileHandle.standardOutput.write(lines)
         }
+    case ("class", "list"):
+        let r = try client.call(.classList, Empty(), as: ClassListResult.self)
+        if json { printJSON(r) } else {
+            table(["CLASS", "VERSION", "TTL", "MAX TTL", "RENEW AT", "ROTATE KEYS", "KEYS", "BOOTSTRAP", "REQUIRED OWNERS"],
+                  r.classes.map { [$0.name, String($0.version ?? 0), duration($0.ttl), duration($0.maxTTL), String(format: "%.2f", $0.renewAt),
+                                   $0.rotateKeys ? "yes" : "no", $0.keyAlgorithms.joined(separator: ","), $0.bootstrapMethods.joined(separator: ","),
+                                   $0.requiredOwners.joined(separator: ",")] })
+        }
+    case ("class", "set"):
+        let name = argument(2, "class name")
+        let current = try client.call(.classList, Empty(), as: ClassListResult.self).classes.first { $0.name == name }
+        guard var p = current ?? (args.value("ttl") != nil ? ClassPolicyView(
+            name: name, ttl: 86400, maxTTL: 30 * 86400, renewAt: 2.0 / 3.0, requiredOwners: OwnerRole.allCases.map(\.rawValue), keyAlgorithms: ["P-256"],
+            rotateKeys: true, bootstrapMethods: ["token"], renewalSLA: 3600, revocationSLA: 900, offlineTolerance: 7 * 86400, reenrollAfterExpiry: false,
+            exceptionMaxDuration: 90 * 86400) : nil) else { fail("class \(name) does not exist; give at least --ttl to create it", exitUsage) }
+        p.version = nil
+        p.recordedAt = nil
+        p.recordedBy = nil
+        if let v = seconds("ttl") { p.ttl = v }
+        if let v = seconds("max-ttl") { p.maxTTL = v }
+        if let v = args.value("renew-at") { guard let d = Double(v) else { fail("--renew-at takes a fraction such as 0.66", exitUsage) }; p.renewAt = d }
+        if let v = list("required-owners") { p.requiredOwners = v }
+        if let v = list("key-algorithms") { p.keyAlgorithms = v }
+        if let v = yesNo("rotate-keys") { p.rotateKeys = v }
+        if let v = list("bootstrap-methods") { p.bootstrapMethods = v }
+        if let v = seconds("renewal-sla") { p.renewalSLA = v }
+        if let v = seconds("revocation-sla") { p.revocationSLA = v }
+        if let v = seconds("offline-tolerance") { p.offlineTolerance = v }
+        if let v = yesNo("reenroll-after-expiry") { p.reenrollAfterExpiry = v }
+        if let v = seconds("reenroll-window") { p.reenrollWindow = v }
+        if let v = seconds("exception-max") { p.exceptionMaxDuration = v }
+        let r = try client.call(.classSet, ClassSetParams(policy: p, reason: args.value("reason")), as: ClassPolicyView.self)
+        if json { printJSON(r) } else { print("class \(r.name) is now at version \(r.version ?? 0)") }
+    case ("vendor", "list"):
+        let r = try client.call(.vendorList, Empty(), as: VendorListResult.self)
+        if json { printJSON(r) } else {
+            table(["VENDOR", "SUPPORT END", "VENDOR-MANAGED", "ISSUANCE", "ROTATION", "REVOCATION"],
+                  r.vendors.map { [$0.name, time($0.supportEnd), $0.vendorManaged ? "yes" : "no", $0.clauseIssuance ? "yes" : "no",
+                                   $0.clauseRotation ? "yes" : "no", $0.clauseRevocation ? "yes" : "no"] })
+        }
+    case ("vendor", "set"):
+        var v = VendorView(name: argument(2, "vendor name"))
+        if let text = args.value("support-end") {
+            guard let t = parseTime(text) else { fail("--support-end takes YYYY-MM-DD", exitUsage) }
+            v.supportEnd = t
+        }
+        v.vendorManaged = yesNo("vendor-managed") ?? false
+        let clauses = list("clauses") ?? []
+        for c in clauses where !["issuance", "rotation", "revocation"].contains(c) { fail("--clauses takes issuance, rotation, revocation; got \(c)", exitUsage) }
+        v.clauseIssuance = clauses.contains("issuance")
+        v.clauseRotation = clauses.contains("rotation")
+        v.clauseRevocation = clauses.contains("revocation")
+        let r = try client.call(.vendorSet, v, as: VendorView.self)
+        if json { printJSON(r) } else { print("vendor \(r.name) recorded\(r.hasIdentityClauses ? "" : " (WITHOUT all identity clauses: its devices are a finding)")") }
+    case ("exception", "request"):
+        guard let control = args.value("control") else { fail("--control is required", exitUsage) }
+        guard let justification = args.value("justification"), let compensating = args.value("compensating") else {
+            fail("--justification and --compensating are required", exitUsage)
+        }
+        guard let expiresText = args.value("expires"), let expires = parseTime(expiresText) else { fail("--expires takes YYYY-MM-DD or a duration", exitUsage) }
+        let p = ExceptionRequestParams(device: args.value("device"), selector: args.value("selector"), control: control, ttl: seconds("ttl"),
+                                       justification: justification, compensatingControls: compensating, expiresAt: expires)
+        let r = try client.call(.exceptionRequest, p, as: ExceptionView.self)
+        if json { printJSON(r) } else { print("exception \(r.id) requested; pending the business owner's decision") }
+    case ("exception", let decision) where decision == "approve" || decision == "reject":
+        guard let id = Int64(argument(2, "exception id")) else { fail("exception id must be a number", exitUsage) }
+        let r = try client.call(.exceptionDecide, ExceptionDecideParams(id: id, decision: decision, reason: args.value("reason")), as: ExceptionView.self)
+        if json { printJSON(r) } else { print("exception \(r.id) \(r.status)") }
+    case ("exception", "list"):
+        let r = try client.call(.exceptionList, Empty(), as: ExceptionListResult.self)
+        if json { printJSON(r) } else {
+            table(["ID", "TARGET", "CONTROL", "STATUS", "EXPIRES", "REQUESTED BY", "DECIDED BY"],
+                  r.exceptions.map { [String($0.id), $0.device ?? $0.selector ?? "-", $0.control, $0.status, time($0.expiresAt), $0.requestedBy, $0.decidedBy ?? "-"] })
+        }
+    case ("operator", "add"):
+        let r = try client.call(.operatorAdd, OperatorAddParams(name: argument(2, "operator name"), roles: args.values("role")), as: OperatorCreated.self)
+        if json { printJSON(r) } else {
+            print(r.token)
+            note("created operator \(r.operatorInfo.name) (\(r.operatorInfo.roles.joined(separator: ","))); the token above is shown once")
+        }
+    case ("operator", "list"):
+        let r = try client.call(.operatorList, Empty(), as: OperatorListResult.self)
+        if json { printJSON(r) } else { table(["OPERATOR", "ROLES", "CREATED", "BY"], r.operators.map { [$0.name, $0.roles.joined(separator: ","), time($0.createdAt), $0.createdBy] }) }
+    case ("whoami", _):
+        let r = try client.call(.whoami, Empty(), as: WhoAmI.self)
+        if json { printJSON(r) } else { print("\(r.name) (\(r.roles.joined(separator: ",")))") }
+    case ("register", "export"):
+        let r = try client.call(.registerExport, Empty(), as: CSVExport.self)
+        if let output = args.value("output") {
+            try Data(r.csv.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+            note("wrote the register to \(output)")
+        } else {
+            FileHandle.standardOutput.write(Data(r.csv.utf8))
+        }
+    case ("register", "import"):
+        let path = argument(2, "CSV file")
+        let text: String
+        do { text = try AtomicFile.readText(path, limit: 32 << 20) } catch { fail("cannot read \(path): \(error)", exitUsage) }
+        let r = try client.call(.registerImport, CSVImportParams(csv: text, dryRun: args.flag("dry-run")), as: CSVImportResult.self)
+        if json { printJSON(r) } else if r.problems.isEmpty {
+            print("\(r.applied ? "imported" : "checked (dry run, nothing applied)"): \(r.created) new, \(r.updated) updated")
+        } else {
+            for p in r.problems { note("\(path):\(p.line): \(p.message)") }
+            note("nothing was imported: \(r.problems.count) bad row(s)")
+        }
+        if !r.problems.isEmpty { exit(exitRefused) }
+    case ("findings", _):
+        var r = try client.call(.findings, Empty(), as: FindingsResult.self)
+        if let s = args.value("severity") { r.findings = r.findings.filter { $0.severity == s } }
+        if json { printJSON(r) } else {
+            table(["SEVERITY", "FINDING", "DEVICE", "OWNER TO ACT", "CONTROL", "DETAIL"],
+                  r.findings.map { [$0.severity, $0.kind, $0.device ?? "-", $0.owner, "\($0.control) (\($0.references.joined(separator: ", ")))", $0.detail] })
+        }
+        // Scripts (and monitoring) can tell a clean fleet from one with findings.
+        if !r.findings.isEmpty { exit(exitPartial) }
+    case ("report", _):
+        let format = args.value("format") ?? (json ? "json" : "md")
+        guard ["md", "json", "csv"].contains(format) else { fail("--format takes md, json or csv", exitUsage) }
+        let r = try client.call(.report, Empty(), as: EvidenceReport.self)
+        var text: String
+        switch format {
+        case "json":
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            text = String(decoding: try encoder.encode(r), as: UTF8.self) + "\n"
+        case "csv": text = r.csv()
+        default: text = r.markdown(time: { time($0) })
+        }
+        if let output = args.value("output") {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+            note("wrote the evidence report to \(output)")
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    case ("review", "start"):
+        let due = seconds("due") ?? 14 * 86400
+        let r = try client.call(.reviewStart, ReviewStartParams(dueIn: due), as: ReviewView.self)
+        if json { printJSON(r) } else { print("access review \(r.id) started: \(r.items.count) devices for their business owners, due \(time(r.dueAt))") }
+    case ("review", "attest"):
+        guard let decision = args.value("decision") else { fail("--decision keep|retire is required", exitUsage) }
+        let reviewID: Int64
+        if let text = args.value("review") { guard let v = Int64(text) else { fail("--review takes a number", exitUsage) }; reviewID = v } else {
+            reviewID = try client.call(.reviewShow, ReviewRef(), as: ReviewView.self).id
+        }
+        let r = try client.call(.reviewAttest, ReviewAttestParams(review: reviewID, device: argument(2, "device id"), decision: decision, note: args.value("note")),
+                                as: ReviewView.self)
+        if json { printJSON(r) } else { print("attested \(words[2]): \(decision); \(r.unattested.count) device(s) still unattested in review \(r.id)") }
+    case ("review", "show"):
+        let ref = ReviewRef(review: args.value("review").flatMap(Int64.init))
+        let r = try client.call(.reviewShow, ref, as: ReviewView.self)
+        if json { printJSON(r) } else {
+            print("access review \(r.id), started \(time(r.startedAt)) by \(r.startedBy), due \(time(r.dueAt))")
+            table(["DEVICE", "BUSINESS OWNER", "DECISION", "BY", "AT"], r.items.map { [$0.device, $0.owner, $0.decision ?? "-", $0.decidedBy ?? "-", time($0.decidedAt)] })
+            if !r.unattested.isEmpty { print("unattested: \(r.unattested.joined(separator: ", "))") }
+        }
     default:
-        fail("unknown command '\(words.joined(separator: " "))'\n\(usage)", exitUsage)
+        fail("unknown command '\(words.joined(separator: " "))'\n\(globalUsage)", exitUsage)
     }
 } catch let error as WireError {
-    fail(error.description, exitRefused)
+    fail(error.description, error.code == WireError.Code.unauthorized.rawValue || error.code == WireError.Code.forbidden.rawValue ? exitNoPermission : exitRefused)
 } catch let error as FileError {
+    fail(error.description, exitUnavailable)
+} catch let error as HTTPSClientError {
     fail(error.description, exitUnavailable)
 } catch {
     fail("\(error)", exitRefused)

@@ -42,13 +42,18 @@ struct ControllerConfigurationTests {
         #expect(c.crlValidity == .seconds(7 * 86400))
         #expect(c.crlRefreshBefore == .seconds(3 * 86400))
         #expect(c.brokerPort == 8883)
-        #expect(Set(c.classes.keys) == ["sensor", "fixed", "lite"])
+        #expect(Set(c.classes.keys) == ["sensor", "fixed", "lite", "roamer"])
         #expect(c.classes["sensor"]?.ttl == .seconds(86400))
         #expect(c.classes["sensor"]?.rotateKeys == true)
         #expect(c.classes["sensor"]?.requiredOwners == OwnerRole.allCases)
         #expect(c.classes["fixed"]?.rotateKeys == false)
         #expect(c.classes["fixed"]?.requiredOwners == [.ops])
         #expect(c.classes["lite"]?.keyAlgorithms == ["P-256"])
+        // Re-enrollment after expiry: off unless a class says so; the window defaults to 7 d.
+        #expect(c.classes["sensor"]?.reenrollAfterExpiry == false)
+        #expect(c.classes["sensor"]?.reenrollWindow == .seconds(7 * 86400))
+        #expect(c.classes["roamer"]?.reenrollAfterExpiry == true)
+        #expect(c.classes["roamer"]?.reenrollWindow == .seconds(2 * 86400))
     }
 
     @Test("the sample written by init loads")

@@ -53,6 +53,9 @@ final class ControllerFixture: @unchecked Sendable {
     let transport = RecordingTransport()
     let commands: CommandSender
     let revocation: RevocationService
+    /// The admin calls as both transports make them, role checks included.
+    let admin: AdminDispatcher
+    var exceptions: ExceptionRegister { admin.exceptions }
     var databasePath: String { configuration.databasePath }
     var reloadFlag: String { directory + "/reloaded.flag" }
 
@@ -92,6 +95,12 @@ final class ControllerFixture: @unchecked Sendable {
         ttl = 1h
         required_owners = ops, business
 
+        [class.roamer]
+        ttl = 1d
+        required_owners = ops
+        reenroll_after_expiry = true
+        reenroll_window = 2d
+
         """
     }
 
@@ -107,7 +116,7 @@ final class ControllerFixture: @unchecked Sendable {
         authority = try IssuingAuthority.load(layout)
         store = try Store(path: configuration.databasePath)
         let now = clock.function
-        register = DeviceRegister(store: store, classes: configuration.classes, clock: now)
+        register = try DeviceRegister(store: store, classes: configuration.classes, clock: now)
         issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: testTrustDomain,
                                    backdate: configuration.backdate, clock: now)
         let log = Logger(component: "controller-test", minimum: .error)
@@ -117,6 +126,15 @@ final class ControllerFixture: @unchecked Sendable {
         commands = CommandSender(store: store, signer: CommandSigner(key: signerKey, chain: signerChain), transport: transport,
                                  trustDomain: testTrustDomain, ttl: configuration.commandTTL, clock: now, log: log)
         revocation = RevocationService(store: store, crl: crl, commands: commands, clock: now)
+        admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
+                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { false }, clock: now, log: log)
+    }
+
+    /// Calls the admin API as `actor`; returns the result or throws its coded error.
+    func call<P: Encodable, R: Decodable>(_ op: AdminOperation, _ params: P, as: R.Type, actor: AdminActor) throws -> R {
+        let response = admin.handle(op, params: WireCodec.encode(params), actor: actor)
+        if let error = response.error { throw error }
+        return try WireCodec.decode(R.self, from: Array(try unwrapped(response.result, "result")))
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }
@@ -143,6 +161,17 @@ final class ControllerFixture: @unchecked Sendable {
     func enroll(_ id: String, csrPEM: String, token: String, requestID: String = makeRequestID(), topic: String? = nil) throws -> CertificateReply {
         let request = EnrollRequest(requestId: requestID, deviceId: try #require(DeviceID(id)), csr: csrPEM, token: token, agentVersion: "test")
         return issuance.enroll(request, topicDevice: try #require(DeviceID(topic ?? id)))
+    }
+
+    /// A re-enrollment after expiry: a new key, proven with the key of `previous`.
+    func reenroll(_ id: String, newKey: PrivateKey, previousKey: PrivateKey, previousChain: [Certificate], requestID: String = makeRequestID(),
+                  signedAt: Date? = nil, csrForProof: String? = nil) throws -> CertificateReply {
+        let device = try #require(DeviceID(id))
+        let csr = try CertificateSigningRequest.make(commonName: id, key: newKey)
+        let proof = try ReenrollmentProof.make(device: device, requestID: requestID, csrPEM: csrForProof ?? csr.pem, expiredChain: previousChain,
+                                               key: previousKey, now: signedAt ?? clock.now)
+        let request = EnrollRequest(requestId: requestID, deviceId: device, csr: csr.pem, token: nil, reenrollment: proof, agentVersion: "test")
+        return issuance.enroll(request, topicDevice: device)
     }
 
     func renew(_ id: String, key: PrivateKey, requestID: String = makeRequestID(), currentSerial: String = "00") throws -> CertificateReply {

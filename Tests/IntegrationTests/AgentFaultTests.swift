@@ -164,7 +164,7 @@ struct AgentFaultTests {
         passed = true
     }
 
-    @Test("offline past notAfter, with no way to renew: state expired, status exits 2, a handful of TLS attempts a minute")
+    @Test("offline past notAfter in a class without re-enrollment: refused once, state expired, status exits 2, a handful of TLS attempts a minute")
     func offlinePastExpiry() async throws {
         let fleet = try Fleet(ttl: "10s")
         var passed = false
@@ -177,25 +177,32 @@ struct AgentFaultTests {
         let notAfter = Date(timeIntervalSince1970: TimeInterval(try fleet.agentStatus(id)["notAfter"] as? Int ?? 0))
 
         // 01 — no controller, no broker, until the certificate has expired; then
-        // the broker comes back (same ports) and refuses the expired certificate.
+        // both come back (same ports): the broker refuses the expired
+        // certificate, the controller the re-enrollment (the default class
+        // does not allow it).
         fleet.stopController()
         fleet.broker.stop()
         try await Task.sleep(for: .seconds(max(0, notAfter.timeIntervalSinceNow) + 1))
         broker = try Broker.start(pkiDirectory: fleet.pki, crlFile: fleet.crl, operationalPort: fleet.broker.operationalPort,
                                   bootstrapPort: fleet.broker.bootstrapPort)
-        try await fleet.wait("the agent to report expired", timeout: 40) {
-            fleet.agentLog(id).contains("certificate expired while offline")
+        try fleet.startController()
+        try await fleet.wait("the agent to ask for re-enrollment and be refused", timeout: 60) {
+            fleet.agentLog(id).contains("re-enrollment refused")
         }
         // 02 — then only slow attempts: at most three in the next 30 s.
         try await Task.sleep(for: .seconds(30))
-        let expiredAt = fleet.agentLogTimes(id, containing: "certificate expired while offline").first ?? 0
+        let expiredAt = fleet.agentLogTimes(id, containing: "re-enrollment refused").first ?? 0
         let attempts = fleet.agentLogTimes(id, containing: "broker connection lost").filter { $0 > expiredAt + 0.5 && $0 <= expiredAt + 30 }
-        #expect(attempts.count >= 1 && attempts.count <= 3, "attempts in the 30 s after expiry: \(attempts.map { $0 - expiredAt })")
+        #expect(attempts.count >= 1 && attempts.count <= 3, "attempts in the 30 s after the refusal: \(attempts.map { $0 - expiredAt })")
         let status = try fleet.agentStatus(id, environment: [:])
         #expect(status["state"] as? String == "expired" && status["health"] as? String == "expired", "\(status)")
         #expect(status["exitStatus"] as? Int == 2)
         #expect(fleet.agent(id)?.isRunning == true, "an expired agent stays up, waiting")
-        print("offline-expired: \(attempts.count) attempts in 30 s after expiry at \(attempts.map { String(format: "%.1f", $0 - expiredAt) })")
+        // It asked to re-enroll once; the class does not allow it, so it waits (reenroll_retry, 1 h).
+        #expect(fleet.agentLogTimes(id, containing: "re-enrollment refused").count == 1, "re-enrollment attempts: \(fleet.agentLog(id))")
+        #expect(fleet.agentLog(id).contains("reenrollment_not_allowed"))
+        #expect((status["lastError"] as? String ?? "").contains("reenrollment_not_allowed"), "\(status)")
+        print("offline-expired: \(attempts.count) attempts in 30 s after the refused re-enrollment at \(attempts.map { String(format: "%.1f", $0 - expiredAt) })")
         passed = true
     }
 }

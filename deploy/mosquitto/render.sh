@@ -60,6 +60,25 @@ if [[ "$log_dest" == file ]]; then log_dest_value="file $out/mosquitto.log"; els
 bind_value=""
 [[ -z "$bind" ]] || bind_value=" $bind"
 
+# The dynamic-security plugin (Debian's mosquitto package ships it).
+dynsec_plugin=""
+for candidate in /usr/lib/*/mosquitto_dynamic_security.so /usr/lib/mosquitto_dynamic_security.so /usr/local/lib/mosquitto_dynamic_security.so; do
+  [[ -r "$candidate" ]] && { dynsec_plugin="$candidate"; break; }
+done
+[[ -n "$dynsec_plugin" ]] || { echo "render.sh: mosquitto_dynamic_security.so not found (install the mosquitto package)" >&2; exit 1; }
+# Its state: no clients, groups or roles of its own (the ACL file grants
+# access); the controller adds a disabled client per revoked device. Kept
+# when it exists: it is the broker's record of who was cut off.
+if [[ ! -e "$out/dynamic-security.json" ]]; then
+  cat >"$out/dynamic-security.json.tmp" <<'JSON'
+{"defaultACLAccess": {"publishClientSend": false, "publishClientReceive": true, "subscribe": false, "unsubscribe": true},
+ "clients": [], "groups": [], "roles": []}
+JSON
+  chmod 0600 "$out/dynamic-security.json.tmp"
+  mv "$out/dynamic-security.json.tmp" "$out/dynamic-security.json"
+  [[ "$(id -u)" -ne 0 ]] || chown "$user" "$out/dynamic-security.json" 2>/dev/null || true
+fi
+
 install -m 0644 "$here/acl-operational" "$out/acl-operational"
 install -m 0644 "$here/acl-bootstrap" "$out/acl-bootstrap"
 
@@ -72,6 +91,7 @@ sed -e "s|@OUT@|$out|g" \
     -e "s|@LOG_DEST@|$log_dest_value|g" \
     -e "s|@USER_LINE@|user $user|g" \
     -e "s|@BOOTSTRAP_MAX_CONNECTIONS@|$boot_max|g" \
+    -e "s|@DYNSEC_PLUGIN@|$dynsec_plugin|g" \
     "$here/mosquitto.conf.template" > "$out/mosquitto.conf.tmp"
 mv "$out/mosquitto.conf.tmp" "$out/mosquitto.conf"
 echo "$out/mosquitto.conf"

@@ -19,10 +19,12 @@ fleet_init() {
   FLEET_DIR="$1"
   local ttl="$2" root
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-  FLEET_OP_PORT="$(fleet_free_port)"; FLEET_BOOT_PORT="$(fleet_free_port)"
+  FLEET_OP_PORT="$(fleet_free_port)"; FLEET_BOOT_PORT="$(fleet_free_port)"; FLEET_API_PORT="$(fleet_free_port)"
   while [ "$FLEET_BOOT_PORT" = "$FLEET_OP_PORT" ]; do FLEET_BOOT_PORT="$(fleet_free_port)"; done
+  while [ "$FLEET_API_PORT" = "$FLEET_OP_PORT" ] || [ "$FLEET_API_PORT" = "$FLEET_BOOT_PORT" ]; do FLEET_API_PORT="$(fleet_free_port)"; done
+  # The HTTPS admin API listens on FLEET_API_PORT; lanyardctl without --server keeps using the local socket.
   "$LANYARD_BIN/lanyard-controller" init --dir "$FLEET_DIR/controller" --trust-domain demo.lanyard.local \
-    --broker-port "$FLEET_OP_PORT" --class-ttl "$ttl" | sed "s|$FLEET_DIR/||"
+    --broker-port "$FLEET_OP_PORT" --class-ttl "$ttl" --api-port "$FLEET_API_PORT" | sed "s|$FLEET_DIR/||"
   sed -i "s|^# pid_file = .*|pid_file = $FLEET_DIR/broker/mosquitto.pid|" "$FLEET_DIR/controller/controller.conf"
   "$root/deploy/mosquitto/render.sh" --pki "$FLEET_DIR/controller/pki" --crl "$FLEET_DIR/controller/crl.pem" \
     --operational-port "$FLEET_OP_PORT" --bootstrap-port "$FLEET_BOOT_PORT" --out "$FLEET_DIR/broker" --bind 127.0.0.1 \

@@ -26,6 +26,10 @@ package struct AgentConfiguration: Sendable {
     /// How long to wait for the controller's reply before asking again.
     package var requestTimeout: Duration
     package var maxRetryDelay: Duration
+    /// Offline past notAfter: ask to re-enroll with the expired credential's key (the controller's class policy decides).
+    package var reenrollAfterExpiry: Bool
+    /// After the controller refused a re-enrollment, how long before asking again.
+    package var reenrollRetry: Duration
     package var hooks = HookConfiguration()
 
     package static func load(path: String) throws(ConfigError) -> AgentConfiguration {
@@ -49,7 +53,9 @@ package struct AgentConfiguration: Sendable {
             renewAt: try r.double("renewal", "renew_at", default: 2.0 / 3.0, range: 0.1...0.95),
             renewJitter: try r.double("renewal", "jitter", default: 0.05, range: 0...0.2),
             requestTimeout: try r.duration("renewal", "request_timeout", default: .seconds(20), range: .seconds(1)...(.seconds(600))),
-            maxRetryDelay: try r.duration("renewal", "max_retry_delay", default: .seconds(300), range: .seconds(1)...(.seconds(86400))))
+            maxRetryDelay: try r.duration("renewal", "max_retry_delay", default: .seconds(300), range: .seconds(1)...(.seconds(86400))),
+            reenrollAfterExpiry: try r.bool("renewal", "reenroll_after_expiry", default: true),
+            reenrollRetry: try r.duration("renewal", "reenroll_retry", default: .seconds(3600), range: .seconds(10)...(.seconds(7 * 86400))))
         config.hooks = HookConfiguration(
             onRenew: try r.optionalNonEmpty("hooks", "on_renew"),
             onRevoke: try r.optionalNonEmpty("hooks", "on_revoke"),

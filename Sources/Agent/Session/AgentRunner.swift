@@ -47,6 +47,8 @@ package final class AgentRunner {
     var fallback = CredentialFallback()
     /// Enrollment installed a credential: run on_renew once the loop is up.
     var enrollmentHookPending = false
+    /// A refused re-enrollment is not asked again before this (device clock).
+    var reenrollNotBefore: Date?
 
     struct PendingRenewal {
         var request: RenewRequest
@@ -83,6 +85,11 @@ package final class AgentRunner {
         let (recovered, repairs) = recoverCredential()
         for repair in repairs { log.warning("credential store repaired", ["what": repair]) }
         credential = recovered
+        if credential == nil, let expired = store.newestExpired(trust: trust, now: controllerNow()) {
+            // Kept for re-enrollment (or, refused that, for slow broker attempts while an operator acts).
+            log.warning("the credential on disk has expired", ["serial": expired.leaf.serialHex, "not_after": expired.leaf.notAfter.formatted(.iso8601)])
+            credential = expired
+        }
         if credential == nil {
             guard let tokenFile = configuration.tokenFile, let token = try? AtomicFile.readText(tokenFile, limit: 4096).trimmed(), !token.isEmpty else {
                 log.error("no usable credential and no enrollment token (set token_file)", ["state_dir": configuration.stateDirectory])
@@ -91,29 +98,94 @@ package final class AgentRunner {
             }
             updateState { $0.state = "enrolling" }
             do {
-                guard let enrolled = try await Enrollment(configuration: configuration, store: store, trust: trust, log: log).run(token: token, stop: stop) else {
+                guard let enrolled = try await Enrollment(configuration: configuration, store: store, trust: trust, log: log).run(.token(token), stop: stop) else {
                     return .stopped
                 }
-                credential = enrolled
-                enrollmentHookPending = true
-                // The controller's per-device seq keeps counting across
-                // enrollments, so lastSeq is kept; commands signed before this
-                // enrollment are refused by their iat.
-                updateState { $0.enrolledAt = enrolled.metadata.issuedAt }
-                recordSkew(receivedAt: enrolled.metadata.receivedAt, issuedAt: enrolled.metadata.issuedAt)
+                adopt(enrolled: enrolled)
             } catch let failure as Enrollment.Failure {
                 log.error("enrollment refused", ["code": failure.error.code, "reason": failure.error.message])
                 updateState { $0.state = "expired"; $0.lastError = failure.error.description }
                 return .enrollmentRefused
             }
         }
-        return try await operate()
+        while true {
+            if let current = credential, isExpired(current), mayReenroll {
+                switch try await reenroll(with: current) {
+                case .exit(let exit): return exit
+                case .reenroll: break
+                }
+            }
+            switch try await operate() {
+            case .exit(let exit): return exit
+            case .reenroll: continue
+            }
+        }
+    }
+
+    /// Why the operational session ended.
+    enum SessionEnd {
+        case exit(Exit)
+        /// The certificate expired while offline: re-enroll, then run the session again.
+        case reenroll
+    }
+
+    /// A credential from an enrollment becomes the one in use.
+    private func adopt(enrolled: Credential) {
+        credential = enrolled
+        enrollmentHookPending = true
+        // The controller's per-device seq keeps counting across
+        // enrollments, so lastSeq is kept; commands signed before this
+        // enrollment are refused by their iat.
+        updateState { $0.enrolledAt = enrolled.metadata.issuedAt; $0.lastError = nil }
+        recordSkew(receivedAt: enrolled.metadata.receivedAt, issuedAt: enrolled.metadata.issuedAt)
+    }
+
+    func isExpired(_ credential: Credential) -> Bool { credential.leaf.notAfter <= controllerNow() }
+
+    /// Re-enrollment is asked for unless configured off or refused a short while ago.
+    var mayReenroll: Bool { configuration.reenrollAfterExpiry && (reenrollNotBefore ?? .distantPast) <= Date() }
+
+    /// Offline past notAfter: a new credential over the bootstrap listener,
+    /// proven with the expired one's key. Refused, the agent goes on with the
+    /// expired credential (slow broker attempts, state `expired`) and asks
+    /// again after `reenroll_retry`. `.reenroll` here means: go on.
+    private func reenroll(with expired: Credential) async throws -> SessionEnd {
+        // Still `expired` until a new credential arrives: that is what the device is.
+        updateState { $0.state = "expired"; $0.connected = false; $0.lastError = "certificate expired; re-enrolling over the bootstrap listener" }
+        notifier.notify("STATUS=expired, re-enrolling serial=\(expired.leaf.serialHex)")
+        let enrollment = Enrollment(configuration: configuration, store: store, trust: trust, log: log)
+        do {
+            guard let enrolled = try await enrollment.run(.expired(expired, now: { [state] in
+                Date().addingTimeInterval(-TimeInterval(state.clockSkewSeconds ?? 0))
+            }), stop: stop) else {
+                return .exit(.stopped)
+            }
+            fallback = CredentialFallback()
+            adopt(enrolled: enrolled)
+            reenrollNotBefore = nil
+            retryAttempt = 0
+            pending = nil
+        } catch let failure as Enrollment.Failure {
+            reenrollNotBefore = Date().addingTimeInterval(configuration.reenrollRetry.timeInterval)
+            log.error("re-enrollment refused", ["code": failure.error.code, "reason": failure.error.message,
+                                                 "retry_in": String(Int(configuration.reenrollRetry.timeInterval))])
+            updateState { $0.state = "expired"; $0.lastError = "re-enrollment refused: \(failure.error.description)" }
+            if failure.error.code == WireError.Code.revoked.rawValue {
+                store.eraseAll()
+                credential = nil
+                updateState { $0.state = "revoked"; $0.serial = nil; $0.notAfter = nil; $0.nextRenewal = nil }
+                notifier.notify("STATUS=revoked")
+                _ = await stop.wait()
+                return .exit(.stopped)
+            }
+        }
+        return .reenroll
     }
 
     // MARK: operational session
 
-    private func operate() async throws -> Exit {
-        guard let credential else { return .failure }
+    private func operate() async throws -> SessionEnd {
+        guard let credential else { return .exit(.failure) }
         let device = configuration.deviceID
         var mqttConfig = MQTTConfiguration(host: configuration.brokerHost, port: configuration.operationalPort,
                                            clientID: device.rawValue, caFile: brokerCAFile)
@@ -139,12 +211,18 @@ package final class AgentRunner {
             timer?.cancel()
             continuation.finish()
         }
+        let expired = isExpired(credential)
         updateState {
-            $0.state = "active"
+            $0.state = expired ? "expired" : "active"
             $0.serial = credential.leaf.serialHex
             $0.notAfter = Int64(credential.leaf.notAfter.timeIntervalSince1970)
         }
-        scheduleRenewal()
+        if expired {
+            // The broker will refuse it: a few attempts a minute, not a tight loop.
+            client.setReconnectFloor(AgentRunner.expiredReconnectFloor)
+        } else {
+            scheduleRenewal()
+        }
         watchUnconfirmedSwap(current: credential)
         let watchdog = Watchdog.start { continuation.yield(.watchdog) }
         defer { watchdog?.cancel() }
@@ -161,22 +239,29 @@ package final class AgentRunner {
                 log.notice("stopping", ["signal": signal])
                 publishState("offline")
                 client.stop()
-                return .stopped
+                return .exit(.stopped)
             case .renewDue(let generation):
                 guard generation == timerGeneration else { continue }
                 startRenewal(reason: "scheduled", campaign: nil)
             case .mqtt(let mqttEvent):
-                if let exit = handle(mqttEvent) { return exit }
+                if let end = handle(mqttEvent) {
+                    if case .reenroll = end {
+                        client.stop()
+                        self.client = nil
+                        timer?.cancel()
+                    }
+                    return end
+                }
             case .hookFinished(let outcome):
                 hookFinished(outcome)
             case .watchdog:
                 notifier.notify("WATCHDOG=1")
             }
         }
-        return .stopped
+        return .exit(.stopped)
     }
 
-    private func handle(_ event: MQTTEvent) -> Exit? {
+    private func handle(_ event: MQTTEvent) -> SessionEnd? {
         switch event {
         case .connected:
             log.info("connected to the broker", ["serial": credential?.leaf.serialHex ?? "-"])
@@ -191,12 +276,17 @@ package final class AgentRunner {
             log.log(deliberate ? .info : .warning, "broker connection lost", ["reason": why])
             updateState { $0.connected = false }
             perform(fallback.connectionFailed(deliberate: deliberate, now: Date()))
-            if let credential, credential.leaf.notAfter <= controllerNow() {
+            if let credential, isExpired(credential) {
+                if state.state != "expired" { log.error("certificate expired while offline", ["not_after": credential.leaf.notAfter.formatted(.iso8601)]) }
+                if mayReenroll {
+                    updateState { $0.state = "expired"; $0.lastError = "certificate expired while offline; re-enrolling" }
+                    return .reenroll
+                }
                 // The broker will refuse every handshake until the device is
                 // re-enrolled: a few attempts a minute, not a tight loop.
                 client?.setReconnectFloor(AgentRunner.expiredReconnectFloor)
-                if state.state != "expired" { log.error("certificate expired while offline; retrying the broker slowly", ["not_after": credential.leaf.notAfter.formatted(.iso8601)]) }
-                updateState { $0.state = "expired"; $0.lastError = "certificate expired while offline" }
+                if state.state != "expired" { log.error("retrying the broker slowly until an operator acts or re-enrollment is allowed") }
+                updateState { $0.state = "expired"; if $0.lastError?.hasPrefix("re-enrollment refused") != true { $0.lastError = "certificate expired while offline" } }
             }
         case .subscriptionRefused(let why):
             log.error("subscription refused by the broker", ["reason": why])
@@ -204,7 +294,7 @@ package final class AgentRunner {
             if message.topic == Topics.renewResponse(configuration.deviceID) {
                 handleRenewReply(message.payload)
             } else if message.topic == Topics.command(configuration.deviceID) {
-                return handleCommand(message.payload)
+                return handleCommand(message.payload).map { .exit($0) }
             }
         }
         return nil

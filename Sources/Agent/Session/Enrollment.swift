@@ -5,10 +5,18 @@ import Foundation
 #endif
 import Shared
 
-/// First enrollment over the bootstrap listener (TLS server auth only; the
-/// broker lets client id X use only `enroll/X/…`). The key is generated here
-/// and never leaves the device; the one-time token proves the operator's approval.
+/// Enrollment over the bootstrap listener (TLS server auth only; the broker
+/// lets client id X use only `enroll/X/…`). The key is generated here and
+/// never leaves the device. The first time, the one-time token proves the
+/// operator's approval; after an expiry, a proof signed with the expired
+/// credential's key does (ReenrollmentProof), if the device's class allows it.
 package struct Enrollment {
+    package enum Proof {
+        case token(String)
+        /// The expired credential; `now` is the controller's time as this device estimates it.
+        case expired(Credential, now: @Sendable () -> Date)
+    }
+
     package var configuration: AgentConfiguration
     package var store: CredentialStore
     package var trust: [Certificate]
@@ -19,7 +27,8 @@ package struct Enrollment {
         WireError.Code.badToken.rawValue, WireError.Code.tokenUsed.rawValue, WireError.Code.tokenExpired.rawValue,
         WireError.Code.identityMismatch.rawValue, WireError.Code.revoked.rawValue, WireError.Code.keyTypeNotAllowed.rawValue,
         WireError.Code.notRegistered.rawValue, WireError.Code.badRequest.rawValue, WireError.Code.badCSR.rawValue,
-        WireError.Code.policyViolation.rawValue,
+        WireError.Code.policyViolation.rawValue, WireError.Code.badReenrollment.rawValue,
+        WireError.Code.reenrollmentNotAllowed.rawValue, WireError.Code.reenrollmentWindowPassed.rawValue,
     ]
 
     package struct Failure: Error, CustomStringConvertible {
@@ -29,7 +38,7 @@ package struct Enrollment {
 
     /// Enrolls, retrying transient failures with backoff until `stop` fires.
     /// Returns nil when stopped.
-    package func run(token: String, stop: ShutdownSignal) async throws -> Credential? {
+    package func run(_ proof: Proof, stop: ShutdownSignal) async throws -> Credential? {
         var mqttConfig = MQTTConfiguration(host: configuration.brokerHost, port: configuration.bootstrapPort,
                                            clientID: configuration.deviceID.rawValue, caFile: configuration.trustBundle)
         mqttConfig.keepAlive = 30
@@ -44,13 +53,15 @@ package struct Enrollment {
         let stopWatch = Task { _ = await stop.wait(); continuation.yield(.stop) }
         defer { forward.cancel(); stopWatch.cancel(); continuation.finish() }
         client.start()
-        log.info("enrolling over the bootstrap listener", ["device": configuration.deviceID.rawValue, "port": String(configuration.bootstrapPort)])
+        let kind = if case .expired = proof { "re-enrolling" } else { "enrolling" }
+        log.info("\(kind) over the bootstrap listener", ["device": configuration.deviceID.rawValue, "port": String(configuration.bootstrapPort)])
 
         let key = try PrivateKey.generateP256()
         let csr = try CertificateSigningRequest.make(commonName: configuration.deviceID.rawValue, key: key)
         // The same request id and CSR on every retry: the controller answers a
         // repeat with the certificate it already issued.
-        let request = EnrollRequest(requestId: makeRequestID(), deviceId: configuration.deviceID, csr: csr.pem, token: token, agentVersion: agentVersion)
+        var request = EnrollRequest(requestId: makeRequestID(), deviceId: configuration.deviceID, csr: csr.pem, token: nil, agentVersion: agentVersion)
+        if case .token(let token) = proof { request.token = token }
         var attempt = 0
         var rng = SystemRandomNumberGenerator()
         var timer: Task<Void, Never>?
@@ -61,6 +72,11 @@ package struct Enrollment {
         func send() {
             guard client.isConnected else { return }
             do {
+                // A fresh proof for every attempt: the controller accepts one only for a few minutes.
+                if case .expired(let expired, let now) = proof {
+                    request.reenrollment = try ReenrollmentProof.make(device: configuration.deviceID, requestID: request.requestId, csrPEM: request.csr,
+                                                                      expiredChain: expired.chain, key: expired.key, now: now())
+                }
                 try client.publish(topic: Topics.enrollRequest(configuration.deviceID), payload: WireCodec.encode(request), qos: 1)
                 arm(configuration.requestTimeout.timeInterval)
             } catch {
@@ -96,7 +112,7 @@ package struct Enrollment {
                     let now = Int64(Date().timeIntervalSince1970)
                     let meta = GenerationMetadata(issuedAt: reply.issuedAt ?? now, renewAt: reply.renewAt, receivedAt: now)
                     let credential = try store.install(key: key, chain: chain, metadata: meta)
-                    log.notice("enrolled", ["device": configuration.deviceID.rawValue, "serial": credential.leaf.serialHex,
+                    log.notice(kind == "enrolling" ? "enrolled" : "re-enrolled after expiry", ["device": configuration.deviceID.rawValue, "serial": credential.leaf.serialHex,
                                             "not_after": credential.leaf.notAfter.formatted(.iso8601)])
                     return credential
                 case .refused(let error, let retryAfter):

@@ -122,6 +122,20 @@ package struct CredentialStore: Sendable {
         return (nil, repairs)
     }
 
+    /// The newest generation that is good in every way but time: its key
+    /// matches, and its chain verified while it was valid. What a device
+    /// offline past notAfter re-enrolls with (ReenrollmentProof); only asked
+    /// for when `recover` found nothing usable.
+    package func newestExpired(trust: [Certificate], now: Date) -> Credential? {
+        let ordered = (currentGeneration().map { [$0] } ?? []) + generations()
+        for n in ordered {
+            guard let pem = try? AtomicFile.readText("\(generationDirectory(n))/chain.pem", limit: 65536),
+                  let leaf = try? Certificate.chain(fromPEM: pem).first, leaf.notAfter <= now else { continue }
+            if case .success(let credential) = load(n, trust: trust, now: leaf.notAfter.addingTimeInterval(-1)) { return credential }
+        }
+        return nil
+    }
+
     /// Writes a new generation and makes it current. The generation that was
     /// current stays on disk as the fallback; every other one is erased.
     package func install(key: PrivateKey, chain: [Certificate], metadata: GenerationMetadata) throws -> Credential {

@@ -2,8 +2,8 @@ import Foundation
 import Shared
 
 /// Creates the controller's PKI: root CA, issuing CA, the broker's server
-/// certificate, the controller's MQTT client certificate and the command
-/// signer, all P-256 with keys 0600. Anything already on disk is kept, so a
+/// certificate, the controller's MQTT client certificate, the command
+/// signer and the admin API's server certificate, all P-256 with keys 0600. Anything already on disk is kept, so a
 /// second run changes nothing; a missing piece is made from what exists.
 package struct PKIInitializer {
     package var layout: PKILayout
@@ -69,6 +69,12 @@ package struct PKIInitializer {
         }
         try leaf(layout.brokerCertificate, layout.brokerKey, cn: "lanyard-broker") { t in
             t.keyUsage = [.digitalSignature, .keyEncipherment]
+            t.extendedKeyUsages = [ExtendedKeyUsage.serverAuth]
+            t.dnsSANs = ["localhost"] + brokerNames
+            t.ipSANs = ["127.0.0.1", "::1"]
+        }
+        // The admin API is served on the controller host; same names as the broker.
+        try leaf(layout.adminAPICertificate, layout.adminAPIKey, cn: "lanyard-admin-api") { t in
             t.extendedKeyUsages = [ExtendedKeyUsage.serverAuth]
             t.dnsSANs = ["localhost"] + brokerNames
             t.ipSANs = ["127.0.0.1", "::1"]

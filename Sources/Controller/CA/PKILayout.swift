@@ -21,6 +21,9 @@ package struct PKILayout: Sendable {
     package var controllerKey: String { path("controller.key") }
     package var commandSignerCertificate: String { path("command-signer.pem") }
     package var commandSignerKey: String { path("command-signer.key") }
+    /// The HTTPS admin API's server certificate (serverAuth, localhost and the broker names).
+    package var adminAPICertificate: String { path("admin-api.pem") }
+    package var adminAPIKey: String { path("admin-api.key") }
 }
 
 /// The issuing CA loaded from disk, with the bundle devices must trust.

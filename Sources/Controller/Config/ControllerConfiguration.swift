@@ -13,8 +13,26 @@ package struct DeviceClassPolicy: Sendable, Equatable {
     package var keyAlgorithms: [String]
     /// A renewal must use a new key.
     package var rotateKeys: Bool
+    /// How devices of the class may bootstrap (`token`, `idevid`).
+    package var bootstrapMethods: [String] = ["token"]
+    /// A renewal must have happened this long before notAfter (a finding otherwise).
+    package var renewalSLA: Duration = .seconds(3600)
+    /// From the revocation order to the CRL the broker enforces.
+    package var revocationSLA: Duration = .seconds(900)
+    /// How long a device may go unseen before it is a finding.
+    package var offlineTolerance: Duration = .seconds(7 * 86400)
+    /// A device offline past notAfter may re-enroll by proving it holds the
+    /// key of its last certificate (ReenrollmentProof).
+    package var reenrollAfterExpiry: Bool = false
+    /// How long after notAfter that proof is still accepted.
+    package var reenrollWindow: Duration = .seconds(7 * 86400)
+    /// The longest an exception for this class may last.
+    package var exceptionMaxDuration: Duration = .seconds(90 * 86400)
 
-    package init(name: String, ttl: Duration, maxTTL: Duration, renewAt: Double, requiredOwners: [OwnerRole], keyAlgorithms: [String], rotateKeys: Bool) {
+    package init(name: String, ttl: Duration, maxTTL: Duration, renewAt: Double, requiredOwners: [OwnerRole], keyAlgorithms: [String], rotateKeys: Bool,
+                 reenrollAfterExpiry: Bool = false, reenrollWindow: Duration = .seconds(7 * 86400)) {
+        self.reenrollAfterExpiry = reenrollAfterExpiry
+        self.reenrollWindow = reenrollWindow
         self.name = name
         self.ttl = ttl
         self.maxTTL = maxTTL
@@ -50,6 +68,9 @@ package struct ControllerConfiguration: Sendable {
     package var crlRefreshBefore: Duration
 
     package var classes: [String: DeviceClassPolicy]
+
+    /// The HTTPS admin API (`[admin_api]`); nil when no port is configured.
+    package var adminAPI: AdminAPIConfiguration?
 
     package static func load(path: String) throws(ConfigError) -> ControllerConfiguration {
         let file = try ConfigFile.load(path: path)
@@ -101,22 +122,49 @@ package struct ControllerConfiguration: Sendable {
             }
             let algorithms = r.list(section, "key_algorithms", default: ["P-256"])
             let rotate = try r.bool(section, "rotate_keys", default: true)
-            classes[name] = DeviceClassPolicy(name: name, ttl: ttl, maxTTL: maxTTL, renewAt: renewAt, requiredOwners: owners,
-                                              keyAlgorithms: algorithms, rotateKeys: rotate)
+            var policy = DeviceClassPolicy(name: name, ttl: ttl, maxTTL: maxTTL, renewAt: renewAt, requiredOwners: owners,
+                                           keyAlgorithms: algorithms, rotateKeys: rotate)
+            policy.bootstrapMethods = r.list(section, "bootstrap_methods", default: ["token"])
+            for method in policy.bootstrapMethods where !ClassPolicies.bootstrapMethods.contains(method) {
+                throw ConfigError(path: path, line: file.sections[section]?["bootstrap_methods"]?.line,
+                                  message: "unknown bootstrap method '\(method)' (known: \(ClassPolicies.bootstrapMethods.joined(separator: ", ")))")
+            }
+            // Default: half of what is left after the renewal point, so a device renewing on schedule is never a finding.
+            let slaDefault = Duration.seconds(Int64(Double(ttl.seconds) * (1 - renewAt) / 2))
+            policy.renewalSLA = try r.duration(section, "renewal_sla", default: slaDefault, range: .zero...maxTTL)
+            policy.revocationSLA = try r.duration(section, "revocation_sla", default: .seconds(900), range: .seconds(1)...(.seconds(30 * 86400)))
+            policy.offlineTolerance = try r.duration(section, "offline_tolerance", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
+            policy.reenrollAfterExpiry = try r.bool(section, "reenroll_after_expiry", default: false)
+            policy.reenrollWindow = try r.duration(section, "reenroll_window", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
+            policy.exceptionMaxDuration = try r.duration(section, "exception_max", default: .seconds(90 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
+            classes[name] = policy
         }
         if classes.isEmpty {
             classes["default"] = DeviceClassPolicy(name: "default", ttl: .seconds(86400), maxTTL: .seconds(30 * 86400), renewAt: 2.0 / 3.0,
                                                    requiredOwners: OwnerRole.allCases, keyAlgorithms: ["P-256"], rotateKeys: true)
         }
+        var adminAPI: AdminAPIConfiguration?
+        if file.sections["admin_api"] != nil {
+            let address = try r.string("admin_api", "address", default: "127.0.0.1")
+            guard address.split(separator: ".").count == 4, address.split(separator: ".").allSatisfy({ UInt8($0) != nil }) else {
+                throw ConfigError(path: path, line: file.sections["admin_api"]?["address"]?.line, message: "address must be an IPv4 address")
+            }
+            let apiPort = try r.int("admin_api", "port", default: 8443, range: 1...65535)
+            let layout = PKILayout(directory: pki)
+            let cert = r.resolve(try r.string("admin_api", "certificate", default: layout.adminAPICertificate))
+            let key = r.resolve(try r.string("admin_api", "key", default: layout.adminAPIKey))
+            adminAPI = AdminAPIConfiguration(address: address, port: apiPort, certificateFile: cert, keyFile: key)
+        }
         try r.finish()
         return ControllerConfiguration(
             path: path, trustDomain: trustDomain, pkiDirectory: pki, databasePath: db, adminSocket: socket, adminUIDs: uids,
             tokenTTL: tokenTTL, backdate: backdate, commandTTL: commandTTL, brokerHost: host, brokerPort: port, crlFile: crl,
-            brokerPIDFile: pidFile, brokerReloadCommand: reload, crlValidity: crlValidity, crlRefreshBefore: crlRefresh, classes: classes)
+            brokerPIDFile: pidFile, brokerReloadCommand: reload, crlValidity: crlValidity, crlRefreshBefore: crlRefresh, classes: classes,
+            adminAPI: adminAPI)
     }
 
     /// The configuration `init` writes next to the PKI.
-    package static func sample(trustDomain: String, brokerPort: Int, classTTL: String) -> String {
+    package static func sample(trustDomain: String, brokerPort: Int, classTTL: String, apiPort: Int? = nil) -> String {
         """
         # Lanyard controller configuration (written by `lanyard-controller init`).
         # Relative paths are relative to this file. See deploy/controller/controller.conf
@@ -143,6 +191,7 @@ package struct ControllerConfiguration: Sendable {
         validity = 7d
         refresh_before = 3d
 
+        \(apiPort.map { "[admin_api]\naddress = 127.0.0.1\nport = \($0)\n" } ?? "# HTTPS admin API for lanyardctl --server (operators with roles and tokens):\n# [admin_api]\n# address = 127.0.0.1\n# port = 8443\n")
         [class.default]
         ttl = \(classTTL)
         max_ttl = 30d
@@ -150,7 +199,22 @@ package struct ControllerConfiguration: Sendable {
         required_owners = identity, secarch, ops, procurement, business
         key_algorithms = P-256
         rotate_keys = true
+        bootstrap_methods = token
+        # renewal_sla defaults to half of the lifetime left after renew_at.
+        revocation_sla = 15m
+        offline_tolerance = 7d
+        reenroll_after_expiry = false
+        reenroll_window = 7d
+        exception_max = 90d
 
         """
     }
+}
+
+/// Where the HTTPS admin API listens and the certificate it serves.
+package struct AdminAPIConfiguration: Sendable {
+    package var address: String
+    package var port: Int
+    package var certificateFile: String
+    package var keyFile: String
 }

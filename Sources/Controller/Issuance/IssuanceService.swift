@@ -54,9 +54,18 @@ package struct IssuanceService: Sendable {
         guard request.deviceId == topicDevice else {
             throw WireError(.identityMismatch, "request names \(request.deviceId) on \(topicDevice)'s topic")
         }
-        let (policy, csr) = try checkDevice(topicDevice, request.requestId, request.csr, allowed: [.approved, .active])
-        if let existing = try previouslyIssued(topicDevice, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
-        let tokenHash = DeviceRegister.hashToken(request.token)
+        if let proof = request.reenrollment {
+            return try reenroll(request, proof: proof, device: topicDevice)
+        }
+        let (policy, csr, device) = try checkDevice(topicDevice, request.requestId, request.csr, allowed: [.approved, .active])
+        // A device registered to bootstrap with its factory identity must not enroll with a token (NHI4, insecure authentication).
+        let method = device.attributes?.bootstrapMethod ?? "token"
+        guard method == "token", policy.policy.bootstrapMethods.contains("token") else {
+            throw WireError(.policyViolation, "device \(topicDevice) bootstraps with \(method) (class allows \(policy.policy.bootstrapMethods.joined(separator: ", "))); token enrollment refused")
+        }
+        if let existing = try previouslyIssued(topicDevice, requestID: request.requestId, key: csr.publicKey, policy: policy.policy) { return existing }
+        guard let tokenText = request.token else { throw WireError(.badToken, "an enrollment needs a token or a re-enrollment proof") }
+        let tokenHash = DeviceRegister.hashToken(tokenText)
         let now = clock()
         return try store.transaction { db in
             guard let token = try db.query("SELECT expires_at, used_at FROM enrollment_tokens WHERE token_hash = ? AND device_id = ?",
@@ -66,10 +75,49 @@ package struct IssuanceService: Sendable {
             guard token[1] == .null else { throw WireError(.tokenUsed, "the enrollment token was already used") }
             guard (token[0].int ?? 0) > Int64(now.timeIntervalSince1970) else { throw WireError(.tokenExpired, "the enrollment token has expired") }
             try db.query("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.int(Int64(now.timeIntervalSince1970)), .text(tokenHash)])
-            let reply = try issue(db, device: topicDevice, csr: csr, policy: policy, requestID: request.requestId, kind: "enroll", now: now)
+            let reply = try issue(db, device: device, csr: csr, policy: policy, requestID: request.requestId, kind: "enroll", now: now)
             try db.query("UPDATE devices SET state = 'active' WHERE id = ?", [.text(topicDevice.rawValue)])
             try db.audit(time: now, actor: "device:\(topicDevice)", action: "enroll", target: topicDevice.rawValue, outcome: "ok",
                          detail: "serial=\(reply.serial ?? "") agent=\(String(request.agentVersion.prefix(32)))")
+            return reply
+        }
+    }
+
+    // MARK: re-enrollment after expiry
+
+    /// The device proves it holds the key of the newest certificate issued to
+    /// it; the class must allow it and the certificate must have expired
+    /// within the class's window. An older or revoked certificate never
+    /// qualifies, so a key stolen from an earlier generation is worth nothing.
+    private func reenroll(_ request: EnrollRequest, proof: ReenrollmentProof, device: DeviceID) throws -> CertificateReply {
+        let (versioned, csr, view) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
+        let policy = versioned.policy
+        guard policy.reenrollAfterExpiry else {
+            throw WireError(.reenrollmentNotAllowed, "class \(policy.name) does not allow re-enrollment after expiry; an operator must approve \(device) again")
+        }
+        if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
+        let now = clock()
+        let previous = try proof.verify(device: device, requestID: request.requestId, csrPEM: request.csr, now: now,
+                                        skewTolerance: backdate.timeInterval)
+        guard previous.isIssued(by: authority.certificate) else {
+            throw WireError(.badReenrollment, "the previous certificate was not issued by this controller's issuing CA")
+        }
+        let expiredFor = now.timeIntervalSince(previous.notAfter)
+        guard expiredFor <= policy.reenrollWindow.timeInterval else {
+            throw WireError(.reenrollmentWindowPassed, "the certificate expired \(Int(expiredFor)) s ago; class \(policy.name) allows \(Int(policy.reenrollWindow.timeInterval)) s")
+        }
+        return try store.transaction { db in
+            // The newest certificate issued to this device, whatever its state.
+            guard let newest = try db.query("SELECT serial, revoked_at FROM certificates WHERE device_id = ? ORDER BY issued_at DESC, rowid DESC LIMIT 1",
+                                            [.text(device.rawValue)]).first,
+                  newest[0].text == previous.serialHex else {
+                throw WireError(.badReenrollment, "serial \(previous.serialHex) is not the newest certificate issued to \(device)")
+            }
+            guard newest[1] == .null else { throw WireError(.revoked, "certificate \(previous.serialHex) was revoked") }
+            // Recorded as an enrollment (the register knows enroll and renew); the audit entry says reenroll.
+            let reply = try issue(db, device: view, csr: csr, policy: versioned, requestID: request.requestId, kind: "enroll", now: now)
+            try db.audit(time: now, actor: "device:\(device)", action: "reenroll", target: device.rawValue, outcome: "ok",
+                         detail: "serial=\(reply.serial ?? "") previous=\(previous.serialHex) expired_for=\(Int(expiredFor))s agent=\(String(request.agentVersion.prefix(32)))")
             return reply
         }
     }
@@ -78,11 +126,11 @@ package struct IssuanceService: Sendable {
 
     package func renew(_ request: RenewRequest, device: DeviceID) -> CertificateReply {
         answer("renew", device, request.requestId) {
-            let (policy, csr) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
-            if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
+            let (policy, csr, view) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
+            if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy.policy) { return existing }
             let now = clock()
             return try store.transaction { db in
-                let reply = try issue(db, device: device, csr: csr, policy: policy, requestID: request.requestId, kind: "renew", now: now)
+                let reply = try issue(db, device: view, csr: csr, policy: policy, requestID: request.requestId, kind: "renew", now: now)
                 try db.audit(time: now, actor: "device:\(device)", action: "renew", target: device.rawValue, outcome: "ok",
                              detail: "serial=\(reply.serial ?? "") previous=\(String(request.currentSerial.prefix(40))) reason=\(String(request.reason.prefix(16)))")
                 return reply
@@ -92,7 +140,8 @@ package struct IssuanceService: Sendable {
 
     // MARK: shared checks
 
-    private func checkDevice(_ id: DeviceID, _ requestID: String, _ csrPEM: String, allowed: Set<DeviceState>) throws -> (DeviceClassPolicy, CertificateSigningRequest) {
+    private func checkDevice(_ id: DeviceID, _ requestID: String, _ csrPEM: String, allowed: Set<DeviceState>) throws
+        -> ((policy: DeviceClassPolicy, version: Int), CertificateSigningRequest, DeviceView) {
         guard IssuanceService.isValidRequestID(requestID) else { throw WireError(.badRequest, "requestId must be 8 to 64 letters, digits or dashes") }
         let device: DeviceView
         // State, class and owners only: the certificate history `show` adds is not needed on every request.
@@ -102,14 +151,15 @@ package struct IssuanceService: Sendable {
             throw WireError(.notRegistered, "device \(id) is not in the register")
         }
         let state = DeviceState(rawValue: device.state)
-        if state == .revoked { throw WireError(.revoked, "device \(id) is revoked") }
+        if state == .revoked || state == .retired { throw WireError(.revoked, "device \(id) is \(device.state)") }
+        if state == .suspended { throw WireError(.suspended, "device \(id) is suspended; an operator must resume it") }
         guard let state, allowed.contains(state) else {
             throw WireError(state == .registered ? .notApproved : .invalidTransition, "device \(id) is \(device.state)")
         }
         guard device.missingOwners.isEmpty else {
             throw WireError(.ownersMissing, "device \(id) has no owner for: \(device.missingOwners.joined(separator: ", "))")
         }
-        guard let policy = register.classes[device.deviceClass] else {
+        guard let versioned = register.policies.current(device.deviceClass) else {
             throw WireError(.policyViolation, "device class \(device.deviceClass) is not configured")
         }
         guard csrPEM.utf8.count <= IssuanceService.maxCSRBytes else { throw WireError(.badCSR, "CSR larger than \(IssuanceService.maxCSRBytes) bytes") }
@@ -119,11 +169,12 @@ package struct IssuanceService: Sendable {
         guard csr.commonName == id.rawValue else {
             throw WireError(.identityMismatch, "CSR subject CN \(csr.commonName ?? "(none)") is not \(id)")
         }
+        let policy = versioned.policy
         let algorithm = csr.publicKey.algorithm.name
         guard policy.keyAlgorithms.contains(algorithm) else {
             throw WireError(.keyTypeNotAllowed, "key \(algorithm) is not allowed for class \(policy.name) (allowed: \(policy.keyAlgorithms.joined(separator: ", ")))")
         }
-        return (policy, csr)
+        return (versioned, csr, device)
     }
 
     /// The certificate already issued for this request id and key, if any; a
@@ -141,20 +192,38 @@ package struct IssuanceService: Sendable {
         }
     }
 
-    private func issue(_ db: SQLiteConnection, device: DeviceID, csr: CertificateSigningRequest, policy: DeviceClassPolicy,
+    /// Signs and records a certificate under the class policy (and any
+    /// approved, unexpired exception): one key per device, a new key for every
+    /// certificate when the class rotates keys, TTL at most the class maximum.
+    private func issue(_ db: SQLiteConnection, device view: DeviceView, csr: CertificateSigningRequest, policy versioned: (policy: DeviceClassPolicy, version: Int),
                        requestID: String, kind: String, now: Date) throws -> CertificateReply {
+        let policy = versioned.policy
+        guard let device = DeviceID(view.id) else { throw WireError(.internal, "malformed id in the register") }
+        let exceptions = ExceptionRegister(store: store, register: register, clock: clock)
         let fingerprint = csr.publicKey.fingerprint
+        var notes: [String] = []
         for owner in try db.query("SELECT DISTINCT device_id FROM certificates WHERE key_fingerprint = ?", [.text(fingerprint)]) {
             if owner[0].text != device.rawValue {
+                // Never relaxed by an exception: a key shared between devices is a shared identity.
                 throw WireError(.keyReused, "this public key is already bound to another device")
             }
-            if policy.rotateKeys {
-                throw WireError(.keyReused, "class \(policy.name) requires a new key for every certificate")
+            if policy.rotateKeys || view.rotationRequired != nil {
+                guard let exception = try exceptions.active(db, device: view, control: .keyReuse, now: now) else {
+                    throw WireError(.keyReused, view.rotationRequired.map { "a new key is required after \($0)" }
+                                    ?? "class \(policy.name) requires a new key for every certificate")
+                }
+                notes.append("exception=\(exception.id)")
             }
         }
+        var ttl = policy.ttl.timeInterval
+        if let exception = try exceptions.active(db, device: view, control: .ttlAboveMax, now: now), let exceptionTTL = exception.ttl {
+            ttl = TimeInterval(exceptionTTL)
+            notes.append("exception=\(exception.id)")
+        }
+        guard ttl <= policy.maxTTL.timeInterval || !notes.isEmpty else { throw WireError(.policyViolation, "TTL above the class maximum") }
         var template = CertificateTemplate(commonName: device.rawValue, serial: CertificateTemplate.randomSerial(),
                                            notBefore: now.addingTimeInterval(-backdate.timeInterval),
-                                           notAfter: now.addingTimeInterval(policy.ttl.timeInterval))
+                                           notAfter: now.addingTimeInterval(ttl))
         template.keyUsage = [.digitalSignature]
         template.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
         template.uriSANs = [device.spiffeID(trustDomain: trustDomain)]
@@ -164,10 +233,13 @@ package struct IssuanceService: Sendable {
         let notAfter = Int64(cert.notAfter.timeIntervalSince1970)
         let issuedAt = Int64(now.timeIntervalSince1970)
         try db.query("""
-            INSERT INTO certificates(serial, device_id, kind, request_id, key_fingerprint, not_before, not_after, issued_at, chain_pem)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO certificates(serial, device_id, kind, request_id, key_fingerprint, not_before, not_after, issued_at, chain_pem, issuer, policy_version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(cert.serialHex), .text(device.rawValue), .text(kind), .text(requestID), .text(fingerprint),
-                  .int(notBefore), .int(notAfter), .int(issuedAt), .text(chain)])
+                  .int(notBefore), .int(notAfter), .int(issuedAt), .text(chain), .text(authority.certificate.commonName ?? ""), .int(Int64(versioned.version))])
+        if view.rotationRequired != nil && notes.isEmpty {
+            try db.query("UPDATE devices SET rotation_required = NULL WHERE id = ?", [.text(device.rawValue)])
+        }
         return CertificateReply(requestId: requestID, status: "issued", chain: chain, trustBundle: authority.bundlePEM, serial: cert.serialHex,
                                 notBefore: notBefore, notAfter: notAfter, issuedAt: issuedAt, renewAt: policy.renewAt)
     }

@@ -56,7 +56,15 @@ package struct CRLPublisher: Sendable {
         let crl = try CertificateRevocationList.make(issuer: authority.certificate, issuerKey: authority.key, number: number,
                                                      thisUpdate: now.addingTimeInterval(-60), nextUpdate: nextUpdate, revoked: revoked)
         try AtomicFile.write(crl.pem, to: path, mode: 0o644)
-        try store.withConnection { db in try db.setMeta("crl_next_update", String(Int64(nextUpdate.timeIntervalSince1970))) }
+        try store.withConnection { db in
+            try db.setMeta("crl_next_update", String(Int64(nextUpdate.timeIntervalSince1970)))
+            // Time to revoke (for the revocation-SLA evidence): when each revocation first reached a written CRL.
+            let t = Int64(now.timeIntervalSince1970)
+            try db.query("""
+                UPDATE devices SET revocation_published_at = ?
+                WHERE revoked_at IS NOT NULL AND revocation_published_at IS NULL AND revoked_at <= ?
+                """, [.int(t), .int(t)])
+        }
         log.info("CRL published", ["number": String(number), "revoked": String(revoked.count), "path": path])
         return Published(number: number, nextUpdate: nextUpdate)
     }

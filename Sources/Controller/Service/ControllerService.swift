@@ -20,6 +20,8 @@ package final class ControllerService: Sendable {
     let crl: CRLPublisher
     let commands: CommandSender
     let revocation: RevocationService
+    let sessionCutter: DynamicSecuritySessionCutter
+    let admin: AdminDispatcher
     let mqtt: MQTTClient
     let clock: @Sendable () -> Date
 
@@ -29,7 +31,7 @@ package final class ControllerService: Sendable {
         let layout = PKILayout(directory: configuration.pkiDirectory)
         let authority = try IssuingAuthority.load(layout)
         store = try Store(path: configuration.databasePath)
-        register = DeviceRegister(store: store, classes: configuration.classes, clock: clock)
+        register = try DeviceRegister(store: store, classes: configuration.classes, clock: clock)
         issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: configuration.trustDomain,
                                    backdate: configuration.backdate, clock: clock)
         crl = CRLPublisher(store: store, authority: authority, configuration: configuration, clock: clock, log: log)
@@ -49,7 +51,16 @@ package final class ControllerService: Sendable {
         commands = CommandSender(store: store, signer: CommandSigner(key: signerKey, chain: signerChain),
                                  transport: MQTTCommandTransport(client: mqtt), trustDomain: configuration.trustDomain,
                                  ttl: configuration.commandTTL, clock: clock, log: log)
-        revocation = RevocationService(store: store, crl: crl, commands: commands, clock: clock)
+        sessionCutter = DynamicSecuritySessionCutter { [mqtt] topic, payload in
+            try mqtt.publish(topic: topic, payload: payload, qos: 1, retain: false)
+        }
+        revocation = RevocationService(store: store, crl: crl, commands: commands, sessions: sessionCutter, clock: clock)
+        admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
+                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, clock: clock, log: log)
+        for name in register.policies.drift(from: configuration.classes) {
+            log.warning("class policy in the configuration differs from the register's current version; the register wins (lanyardctl class set)",
+                        ["class": name])
+        }
     }
 
     /// Writes the first CRL (used by `init`, before the broker ever starts).
@@ -66,17 +77,20 @@ package final class ControllerService: Sendable {
         // make sure a fresh one is on disk before anything else.
         try crl.refreshIfDue()
 
-        let admin = AdminServer(path: configuration.adminSocket, allowedUIDs: configuration.adminUIDs, log: log,
+        let localAdmin = AdminServer(path: configuration.adminSocket, allowedUIDs: configuration.adminUIDs, log: log,
                                 onRefused: { [store, clock] actor in
                                     try? store.withConnection { db in
                                         try db.audit(time: clock(), actor: actor, action: "admin.call", target: "-", outcome: "unauthorized")
                                     }
                                 },
-                                handler: { [self] request, actor in handleAdmin(request, actor: actor) })
-        try admin.start()
-        defer { admin.stop() }
+                                handler: { [admin] request, actor in admin.handle(request.op, params: Array(request.params), actor: .local(actor)) })
+        try localAdmin.start()
+        defer { localAdmin.stop() }
+        let https = try startHTTPS()
+        defer { https?.stop() }
 
-        for filter in [Topics.allEnrollRequests, Topics.allRenewRequests, Topics.allAcks, Topics.allStates] {
+        for filter in [Topics.allEnrollRequests, Topics.allRenewRequests, Topics.allAcks, Topics.allStates,
+                       DynamicSecuritySessionCutter.responseTopic] {
             mqtt.addSubscription(filter, qos: 1)
         }
         mqtt.start()
@@ -120,6 +134,10 @@ package final class ControllerService: Sendable {
     }
 
     func handle(_ message: MQTTMessage) {
+        if message.topic == DynamicSecuritySessionCutter.responseTopic {
+            sessionCutter.handleResponse(message.payload)
+            return
+        }
         guard let inbound = Topics.classify(message.topic) else {
             log.warning("message on an unexpected topic ignored", ["topic": message.topic])
             return
@@ -176,59 +194,14 @@ package final class ControllerService: Sendable {
 
     // MARK: admin API
 
-    func handleAdmin(_ request: AdminRequest, actor: String) -> AdminResponse {
-        func params<P: Decodable>(_ type: P.Type) throws -> P { try WireCodec.decode(P.self, from: Array(request.params), limit: UnixSocket.maxRequestBytes) }
-        do {
-            switch request.op {
-            case .deviceAdd:
-                return AdminResponse(result: try register.add(params(DeviceAddParams.self), actor: actor))
-            case .deviceApprove:
-                return AdminResponse(result: try register.approve(params(DeviceApproveParams.self), defaultTTL: configuration.tokenTTL, actor: actor))
-            case .deviceList:
-                return AdminResponse(result: DeviceListResult(devices: try register.list()))
-            case .deviceShow:
-                return AdminResponse(result: try register.show(params(DeviceRef.self).id))
-            case .deviceRevoke:
-                return AdminResponse(result: try revocation.revoke(params(RevokeParams.self), actor: actor))
-            case .status:
-                let status = try store.withConnection { db -> ControllerStatus in
-                    let devices = try db.query("SELECT count(*) FROM devices").first?.first?.int ?? 0
-                    let issued = try db.query("SELECT count(*) FROM certificates").first?.first?.int ?? 0
-                    let number = UInt64(try db.meta("crl_number") ?? "0") ?? 0
-                    let next = Int64(try db.meta("crl_next_update") ?? "0") ?? 0
-                    return ControllerStatus(trustDomain: configuration.trustDomain, brokerConnected: mqtt.isConnected,
-                                            devices: Int(devices), crlNumber: number, crlNextUpdate: next, issued: Int(issued))
-                }
-                return AdminResponse(result: status)
-            case .auditVerify:
-                // Verify first, then record that someone looked.
-                let verification = try store.withConnection { db -> AuditVerification in
-                    let v = try AuditChain.verify(db)
-                    try db.audit(time: clock(), actor: actor, action: "audit.verify", target: "-", outcome: v.ok ? "ok" : "broken",
-                                 detail: v.problem ?? "entries=\(v.entries)")
-                    return v
-                }
-                return AdminResponse(result: verification)
-            case .auditExport:
-                let entries = try store.withConnection { db -> [AuditEntry] in
-                    let all = try AuditChain.entries(db)
-                    try db.audit(time: clock(), actor: actor, action: "audit.export", target: "-", outcome: "ok", detail: "entries=\(all.count)")
-                    return all
-                }
-                return AdminResponse(result: AuditExport(entries: entries))
-            }
-        } catch let error as WireError {
-            auditRefusal(request, actor: actor, error: error)
-            return AdminResponse(error: error)
-        } catch {
-            log.error("admin call failed", ["op": request.op.rawValue, "error": "\(error)"])
-            return AdminResponse(error: WireError(.internal, "\(error)"))
-        }
-    }
-
-    private func auditRefusal(_ request: AdminRequest, actor: String, error: WireError) {
-        try? store.withConnection { db in
-            try db.audit(time: clock(), actor: actor, action: request.op.rawValue, target: "-", outcome: error.code, detail: error.message)
-        }
+    /// The HTTPS admin API when `[admin_api]` is configured.
+    private func startHTTPS() throws -> HTTPSServer? {
+        guard let api = configuration.adminAPI else { return nil }
+        let router = HTTPSAdminAPI(dispatcher: admin, log: log)
+        let server = HTTPSServer(certificatePEM: try AtomicFile.readText(api.certificateFile), keyPEM: try AtomicFile.readText(api.keyFile),
+                                 preflight: { router.preflight($0) }, handler: { router.handle($0) })
+        try server.start(address: api.address, port: api.port)
+        log.info("HTTPS admin API listening", ["address": "\(api.address):\(api.port)"])
+        return server
     }
 }

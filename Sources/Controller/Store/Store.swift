@@ -24,17 +24,21 @@ package final class Store: @unchecked Sendable {
         try withConnection { db in try db.transaction { try body(db) } }
     }
 
-    static let schemaVersion: Int64 = 2
+    static let schemaVersion: Int64 = 3
 
     private static func migrate(_ db: SQLiteConnection) throws {
         let version = try db.query("PRAGMA user_version").first?.first?.int ?? 0
         guard version < schemaVersion else { return }
         if version < 1 { try createVersion1(db) }
-        // v2: the audit trail becomes a hash chain.
-        try db.transaction {
-            try AuditChain.migrate(db)
-            try db.execute("PRAGMA user_version = 2")
+        if version < 2 {
+            // v2: the audit trail becomes a hash chain.
+            try db.transaction {
+                try AuditChain.migrate(db)
+                try db.execute("PRAGMA user_version = 2")
+            }
         }
+        // v3: the governed register.
+        try SchemaV3.migrate(db)
     }
 
     private static func createVersion1(_ db: SQLiteConnection) throws {

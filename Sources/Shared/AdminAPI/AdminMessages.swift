@@ -15,6 +15,29 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case status = "status"
     case auditVerify = "audit.verify"
     case auditExport = "audit.export"
+    // The governed register (issue 4).
+    case deviceUpdate = "device.update"
+    case deviceTransition = "device.transition"
+    case deviceTransfer = "device.transfer"
+    case deviceReplace = "device.replace"
+    case classList = "class.list"
+    case classSet = "class.set"
+    case vendorList = "vendor.list"
+    case vendorSet = "vendor.set"
+    case exceptionRequest = "exception.request"
+    case exceptionDecide = "exception.decide"
+    case exceptionList = "exception.list"
+    case operatorAdd = "operator.add"
+    case operatorList = "operator.list"
+    case whoami = "operator.whoami"
+    case registerImport = "register.import"
+    case registerExport = "register.export"
+    // Evidence.
+    case findings = "findings.list"
+    case report = "report.evidence"
+    case reviewStart = "review.start"
+    case reviewAttest = "review.attest"
+    case reviewShow = "review.show"
 }
 
 package struct AdminRequest: Codable, Sendable {
@@ -34,7 +57,7 @@ package struct AdminResponse: Codable, Sendable {
     package var result: Data?
     package var error: WireError?
 
-    package init(result: some Encodable) {
+    package init(result: any Encodable) {
         ok = true
         self.result = Data(WireCodec.encode(result))
     }
@@ -57,10 +80,13 @@ package struct DeviceAddParams: Codable, Sendable {
     package var deviceClass: String
     /// Role → owner name (a person or team).
     package var owners: [String: String]
-    package init(id: String, deviceClass: String, owners: [String: String]) {
+    /// Inventory fields (vendor, model, site, zone, ...); all optional.
+    package var attributes: DeviceAttributes?
+    package init(id: String, deviceClass: String, owners: [String: String], attributes: DeviceAttributes? = nil) {
         self.id = id
         self.deviceClass = deviceClass
         self.owners = owners
+        self.attributes = attributes
     }
 }
 
@@ -109,6 +135,11 @@ package struct RevokeResult: Codable, Sendable {
     package var commandSent: Bool
     /// Set when the CRL could not be written (the periodic refresh retries).
     package var crlError: String?
+    /// The device's live broker session was cut (dynamic-security plugin); nil from older controllers.
+    package var sessionCut: Bool?
+    package var sessionCutError: String?
+    /// From the revoke call until the broker refuses the device (CRL reloaded, session cut), in milliseconds.
+    package var timeToRevokeMs: Int?
     package init(id: String, revokedSerials: [String], crlNumber: UInt64, brokerReloaded: Bool, commandSent: Bool) {
         self.id = id
         self.revokedSerials = revokedSerials
@@ -141,7 +172,7 @@ package struct CertificateView: Codable, Sendable {
 package struct DeviceView: Codable, Sendable {
     package var id: String
     package var deviceClass: String
-    /// registered, approved, active, revoked.
+    /// registered, approved, active, suspended, revoked, retired.
     package var state: String
     package var owners: [String: String]
     package var missingOwners: [String]
@@ -154,6 +185,16 @@ package struct DeviceView: Codable, Sendable {
     package var revokedAt: Int64?
     package var revocationReason: String?
     package var certificates: [CertificateView]?
+    /// Inventory fields (schema v3).
+    package var attributes: DeviceAttributes?
+    /// Issuer (subject) of the current certificate.
+    package var issuer: String?
+    package var retiredAt: Int64?
+    /// The device this one replaced, and the one that replaced it.
+    package var replaces: String?
+    package var replacedBy: String?
+    /// Set by a lifecycle event that requires a new key (e.g. `transfer`); cleared by the next issuance.
+    package var rotationRequired: String?
 
     package init(id: String, deviceClass: String, state: String, owners: [String: String], missingOwners: [String], createdAt: Int64) {
         self.id = id

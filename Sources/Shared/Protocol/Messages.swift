@@ -25,17 +25,21 @@ package struct EnrollRequest: Codable, Sendable, Equatable {
     package var deviceId: DeviceID
     /// PKCS#10 CSR, PEM. The subject CN must be the device id.
     package var csr: String
-    /// The one-time enrollment token printed by `lanyardctl device approve`.
-    package var token: String
+    /// The one-time enrollment token printed by `lanyardctl device approve`;
+    /// absent on a re-enrollment after expiry, which carries `reenrollment` instead.
+    package var token: String?
+    /// Proof of the expired credential's key (ReenrollmentProof).
+    package var reenrollment: ReenrollmentProof?
     package var agentVersion: String
     /// Where the private key lives: `file` for now, `pkcs11` later.
     package var keyStorage: String? = "file"
 
-    package init(requestId: String, deviceId: DeviceID, csr: String, token: String, agentVersion: String) {
+    package init(requestId: String, deviceId: DeviceID, csr: String, token: String?, reenrollment: ReenrollmentProof? = nil, agentVersion: String) {
         self.requestId = requestId
         self.deviceId = deviceId
         self.csr = csr
         self.token = token
+        self.reenrollment = reenrollment
         self.agentVersion = agentVersion
     }
 }

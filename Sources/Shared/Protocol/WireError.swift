@@ -30,11 +30,25 @@ package struct WireError: Codable, Sendable, Equatable, Error, CustomStringConve
         package static let keyReused: Code = "key_reused"
         package static let policyViolation: Code = "policy_violation"
         package static let revoked: Code = "revoked"
+        /// Re-enrollment after expiry: the proof or the previous certificate is not acceptable.
+        package static let badReenrollment: Code = "bad_reenrollment"
+        /// The device's class does not allow re-enrollment after expiry.
+        package static let reenrollmentNotAllowed: Code = "reenrollment_not_allowed"
+        /// The certificate expired longer ago than the class's re-enrollment window.
+        package static let reenrollmentWindowPassed: Code = "reenrollment_window_passed"
         package static let rateLimited: Code = "rate_limited"
         package static let invalidTransition: Code = "invalid_transition"
         package static let alreadyExists: Code = "already_exists"
         package static let notFound: Code = "not_found"
         package static let unauthorized: Code = "unauthorized"
+        /// Authenticated, but no role of the caller allows the call.
+        package static let forbidden: Code = "forbidden"
+        /// The device is suspended: no renewal until it is resumed.
+        package static let suspended: Code = "suspended"
+        /// Separation of duties: e.g. the requester of an exception deciding it.
+        package static let separationOfDuties: Code = "separation_of_duties"
+        /// A CSV import found bad rows and applied nothing.
+        package static let invalidRows: Code = "invalid_rows"
         package static let `internal`: Code = "internal"
     }
 }

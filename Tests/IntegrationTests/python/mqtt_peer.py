@@ -4,6 +4,10 @@
 Subcommands print one JSON object on stdout:
   connect   try an mTLS connection with a certificate; exit 0 only if CONNACK succeeded
   intrude   as one device, try to publish to and read another device's topics
+  hold      connect with a (stolen) device certificate and stay connected, as a
+            device ignoring commands would, until the broker drops it or --wait
+            seconds pass; prints {"event": "connected", "time": …} when connected,
+            then how and when the session ended (Unix times)
   forge     as the controller's identity, send a device a command (default: revoke,
             args {"reason": "keyCompromise"}) signed by the given key and chain, and
             report the device's ack. --cmd picks the command; --arg key=value (repeatable)
@@ -62,6 +66,31 @@ def cmd_connect(args):
     client.loop_stop()
     print(json.dumps({"connected": ok, "reason": reason}))
     return 0 if ok else 1
+
+
+def cmd_hold(args):
+    client = make_client(args, args.client_id)
+    lost = threading.Event()
+    ended = {}
+
+    ok, reason = connect(client, args)
+    if not ok:
+        client.loop_stop()
+        print(json.dumps({"connected": False, "reason": reason}))
+        return 1
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):
+        ended.setdefault("time", time.time())
+        ended.setdefault("reason", str(reason_code))
+        lost.set()
+
+    client.on_disconnect = on_disconnect
+    client.reconnect_delay_set(min_delay=60, max_delay=60)  # one session only: no reconnect within the test
+    print(json.dumps({"event": "connected", "time": time.time()}), flush=True)
+    lost.wait(args.wait)
+    client.loop_stop()
+    print(json.dumps({"connected": True, "dropped": lost.is_set(), "droppedAt": ended.get("time"), "reason": ended.get("reason")}))
+    return 0
 
 
 def cmd_intrude(args):
@@ -143,7 +172,7 @@ def cmd_forge(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["connect", "intrude", "forge"])
+    p.add_argument("command", choices=["connect", "hold", "intrude", "forge"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", required=True)
@@ -159,7 +188,7 @@ def main():
     p.add_argument("--arg", action="append", default=[], help="command argument key=value (repeatable)")
     p.add_argument("--args-file", help="JSON object of string command arguments")
     args = p.parse_args()
-    handlers = {"connect": cmd_connect, "intrude": cmd_intrude, "forge": cmd_forge}
+    handlers = {"connect": cmd_connect, "hold": cmd_hold, "intrude": cmd_intrude, "forge": cmd_forge}
     return handlers[args.command](args)
 
 

@@ -1,0 +1,130 @@
+import Foundation
+import Shared
+
+/// What is wrong in the fleet now, like AWS IoT Device Defender's audit:
+/// each finding has a severity, the device, the owner who must act and the
+/// control it violates (the same control names as the evidence report).
+package struct FleetFindings: Sendable {
+    package let store: Store
+    package let register: DeviceRegister
+    /// The issuing CA's common name: certificates from any other issuer come from a retired CA.
+    package let currentIssuer: String
+    package let clock: @Sendable () -> Date
+
+    package init(store: Store, register: DeviceRegister, currentIssuer: String, clock: @escaping @Sendable () -> Date) {
+        self.store = store
+        self.register = register
+        self.currentIssuer = currentIssuer
+        self.clock = clock
+    }
+
+    /// Control names shared with the report, with their framework identifiers.
+    package static let controls: [(name: String, title: String, references: [String])] = [
+        ("unique_identity", "Unique device identity", ["NHI9", "PR.AA-01", "PR.AA-03"]),
+        ("no_shared_credentials", "No shared or reused credentials", ["NHI9", "NHI2"]),
+        ("ttl_enforced", "Short-lived certificates, TTL enforced", ["NHI7", "PR.AA-01"]),
+        ("rotation_on_lifecycle_events", "Rotation on lifecycle events", ["NHI7", "ID.AM-08"]),
+        ("revocation_within_sla", "Revocation within SLA", ["NHI1", "PR.AA-01"]),
+        ("ownership_before_production", "Ownership explicit before production", ["GV.RR-02", "NHI5"]),
+        ("exceptions_approved_and_expiring", "Exceptions approved and expiring", ["PR.AA-05"]),
+        ("retirement_checks", "Retirement: no valid credential left", ["NHI1", "ID.AM-08"]),
+        ("periodic_review", "Periodic access review", ["GV.RR-02", "PR.AA-05"]),
+        ("supplier_clauses", "Vendor contracts carry identity clauses", ["GV.SC-05"]),
+        ("inventory", "Hardware inventory current (devices seen)", ["ID.AM-01"]),
+    ]
+
+    static func references(_ control: String) -> [String] { controls.first { $0.name == control }?.references ?? [] }
+
+    package func findings() throws -> [FindingView] {
+        let now = Int64(clock().timeIntervalSince1970)
+        let devices = try register.list()
+        let byID = Dictionary(uniqueKeysWithValues: devices.map { ($0.id, $0) })
+        var out: [FindingView] = []
+        func add(_ kind: String, _ severity: String, _ device: DeviceView?, role: String, _ control: String, _ detail: String) {
+            let name = device?.owners[role]
+            out.append(FindingView(kind: kind, severity: severity, device: device?.id, owner: "\(role):\(name ?? "(unassigned)")", control: control,
+                                   references: FleetFindings.references(control), detail: detail))
+        }
+        let vendors = Dictionary(uniqueKeysWithValues: try VendorRegister(store: store, clock: clock).list().map { ($0.name, $0) })
+        for d in devices {
+            guard let state = DeviceState(rawValue: d.state) else { continue }
+            let policy = register.policies.current(d.deviceClass)?.policy
+            let live = state == .active || state == .suspended
+            if live, let notAfter = d.notAfter {
+                if notAfter <= now {
+                    add("expired", "critical", d, role: "ops", "ttl_enforced", "certificate \(d.serial ?? "") expired at \(notAfter)")
+                } else if let sla = policy?.renewalSLA.seconds, notAfter - now < sla {
+                    add("expiring_without_renewal", "high", d, role: "ops", "ttl_enforced",
+                        "certificate \(d.serial ?? "") expires in \(notAfter - now) s, inside the renewal SLA of \(sla) s, and was not renewed")
+                }
+            }
+            if live, let tolerance = policy?.offlineTolerance.seconds {
+                let seen = d.lastSeen ?? d.createdAt
+                if now - seen > tolerance { add("unseen", "medium", d, role: "ops", "inventory", "not seen for \(now - seen) s (tolerance \(tolerance) s)") }
+            }
+            if state != .revoked && state != .retired && !d.missingOwners.isEmpty {
+                add("owner_missing", state == .registered ? "medium" : "high", d, role: "ops", "ownership_before_production",
+                    "no owner for: \(d.missingOwners.joined(separator: ", "))")
+            }
+            if live, let why = d.rotationRequired {
+                add("rotation_pending", "medium", d, role: "ops", "rotation_on_lifecycle_events", "a new key is required after \(why)")
+            }
+            if live, let vendor = d.attributes?.vendor, let v = vendors[vendor], !v.hasIdentityClauses {
+                add("vendor_without_clauses", "medium", d, role: "procurement", "supplier_clauses",
+                    "vendor \(vendor) lacks identity clauses (issuance \(v.clauseIssuance), rotation \(v.clauseRotation), revocation \(v.clauseRevocation))")
+            }
+        }
+        try store.withConnection { db in
+            for row in try db.query("""
+                SELECT key_fingerprint, group_concat(DISTINCT device_id) FROM certificates GROUP BY key_fingerprint HAVING count(DISTINCT device_id) > 1
+                """) {
+                let ids = (row[1].text ?? "").split(separator: ",").map(String.init).sorted()
+                for id in ids { add("shared_key", "critical", byID[id], role: "secarch", "unique_identity", "the same public key is bound to \(ids.joined(separator: ", "))") }
+            }
+            for row in try db.query("""
+                SELECT device_id, count(*) FROM certificates GROUP BY device_id, key_fingerprint HAVING count(*) > 1
+                """) {
+                guard let id = row[0].text, let d = byID[id], register.policies.current(d.deviceClass)?.policy.rotateKeys == true else { continue }
+                add("key_reused_across_rotations", "high", d, role: "ops", "no_shared_credentials",
+                    "\(row[1].int ?? 0) certificates for one key although class \(d.deviceClass) rotates keys")
+            }
+            for row in try db.query("""
+                SELECT device_id, serial, issuer, not_after - issued_at FROM certificates WHERE revoked_at IS NULL AND not_after > ?
+                """, [.int(now)]) {
+                guard let id = row[0].text, let d = byID[id] else { continue }
+                if let issuer = row[2].text, !issuer.isEmpty, issuer != currentIssuer {
+                    add("issuer_ca_retired", "high", d, role: "identity", "rotation_on_lifecycle_events",
+                        "certificate \(row[1].text ?? "") was issued by \(issuer), not the current issuing CA")
+                }
+                if d.state == DeviceState.retired.rawValue || d.state == DeviceState.revoked.rawValue {
+                    add("retired_with_valid_cert", "critical", d, role: "secarch", "retirement_checks",
+                        "\(d.state) device still holds valid certificate \(row[1].text ?? "")")
+                }
+                if let max = register.policies.current(d.deviceClass)?.policy.maxTTL.seconds, (row[3].int ?? 0) > max {
+                    add("ttl_above_max", "medium", d, role: "identity", "ttl_enforced",
+                        "certificate \(row[1].text ?? "") lives \(row[3].int ?? 0) s, above the class maximum of \(max) s (under an exception)")
+                }
+            }
+            for row in try db.query("""
+                SELECT id, revoked_at, revocation_published_at, class FROM devices WHERE revoked_at IS NOT NULL
+                """) {
+                guard let id = row[0].text, let d = byID[id], let revokedAt = row[1].int,
+                      let sla = register.policies.current(row[3].text ?? "")?.policy.revocationSLA.seconds else { continue }
+                let published = row[2].int
+                let elapsed = (published ?? now) - revokedAt
+                if elapsed > sla {
+                    add("revocation_sla_missed", "high", d, role: "secarch", "revocation_within_sla",
+                        published == nil ? "revoked \(elapsed) s ago and still in no published CRL (SLA \(sla) s)"
+                                         : "took \(elapsed) s to reach the CRL (SLA \(sla) s)")
+                }
+            }
+            for row in try db.query("SELECT id, device_id, selector, expires_at FROM exceptions WHERE status = 'approved' AND expires_at <= ?", [.int(now)]) {
+                let d = row[1].text.flatMap { byID[$0] }
+                add("exception_expired", "medium", d, role: "business", "exceptions_approved_and_expiring",
+                    "exception \(row[0].int ?? 0) (\(row[1].text ?? row[2].text ?? "")) expired at \(row[3].int ?? 0); the control applies again")
+            }
+        }
+        let order = ["critical": 0, "high": 1, "medium": 2, "low": 3]
+        return out.sorted { (order[$0.severity] ?? 9, $0.device ?? "", $0.kind) < (order[$1.severity] ?? 9, $1.device ?? "", $1.kind) }
+    }
+}

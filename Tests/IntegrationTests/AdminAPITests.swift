@@ -1,0 +1,156 @@
+import Foundation
+import Shared
+import Testing
+import TestSupport
+
+/// Role-based access over the real HTTPS admin API (libmicrohttpd, TLS with
+/// the controller's PKI), driven by the real `lanyardctl` binary as each kind
+/// of operator.
+@Suite("HTTPS admin API: each role can do exactly its operations", .serialized)
+struct AdminAPITests {
+    /// Role → operator name. The business operator is the owner Fleet.register names, so it may decide that device's exceptions.
+    static let operators: [(role: String, name: String)] = [
+        ("identity", "pki"), ("secarch", "sec-arch"), ("ops", "ot-ops"), ("procurement", "buyers"), ("business", "plant"),
+        ("auditor", "auditor-1"), ("admin", "root"),
+    ]
+
+    @Test("every role × every command through lanyardctl over HTTPS: allowed ones pass the role check, the others exit 77 and are audited")
+    func rbacMatrix() async throws {
+        let fleet = try Fleet(ttl: "1h", apiPort: FreePort.allocate())
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        let server = "https://127.0.0.1:\(try #require(fleet.apiPort))"
+
+        // 01 — the first admin is made locally on the controller host; it creates the other operators over HTTPS.
+        var tokenFiles: [String: String] = [:]
+        let bootstrap = try TestProcess.check("\(fleet.bin)/lanyard-controller", ["operator", "add", "--config", "\(fleet.controllerDirectory)/controller.conf",
+                                                                                  "--name", "root", "--role", "admin"])
+        func saveToken(_ name: String, _ token: String) throws {
+            let path = "\(fleet.directory)/\(name).token"
+            try AtomicFile.write(token.trimmed(), to: path, mode: 0o600)
+            tokenFiles[name] = path
+        }
+        try saveToken("root", bootstrap.stdout)
+        func ctl(_ name: String, _ args: [String]) throws -> TestProcess.Result {
+            try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "--token-file", tokenFiles[name] ?? "/nonexistent"] + args)
+        }
+        for (role, name) in Self.operators where name != "root" {
+            let made = try ctl("root", ["operator", "add", name, "--role", role])
+            try #require(made.succeeded, "operator add \(name): \(made.stderr)")
+            try saveToken(name, made.stdout)
+        }
+        let whoami = try ctl("plant", ["--json", "whoami"])
+        #expect(whoami.stdout.contains("\"business\""), "\(whoami.stdout) \(whoami.stderr)")
+
+        // 02 — data the commands act on: a registered device with all owners, and a pending exception on it requested by ops.
+        try fleet.register("gw-r")
+        let csv = "\(fleet.directory)/import.csv"
+        try "id,class,owner_ops\nrbac-csv,default,ot-ops\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let requested = try ctl("ot-ops", ["--json", "exception", "request", "--device", "gw-r", "--control", "key_reuse", "--justification", "legacy PLC",
+                                           "--compensating", "OT VLAN", "--expires", "30d"])
+        try #require(requested.succeeded, "\(requested.stderr)")
+        let exceptionID = try #require((try JSONSerialization.jsonObject(with: Data(requested.stdout.utf8)) as? [String: Any])?["id"] as? Int)
+
+        // 03 — the matrix, written here independently of the controller's table.
+        let all = Set(Self.operators.map(\.role))
+        let commands: [(args: [String], roles: Set<String>)] = [
+            (["device", "add", "rbac-x", "--class", "default", "--owner", "ops=ot-ops"], ["ops"]),
+            (["device", "approve", "gw-r"], ["ops"]),
+            (["device", "update", "gw-r", "--site", "plant-a"], ["ops"]),
+            (["device", "suspend", "gw-r"], ["ops"]),
+            (["device", "resume", "gw-r"], ["ops"]),
+            (["device", "retire", "gw-r"], ["ops"]),
+            (["device", "transfer", "gw-r", "--owner", "procurement=buyers"], ["ops"]),
+            (["device", "replace", "gw-r", "--with", "rbac-x"], ["ops"]),
+            (["register", "import", csv, "--dry-run"], ["ops"]),
+            (["exception", "request", "--device", "gw-r", "--control", "key_reuse", "--justification", "j", "--compensating", "c", "--expires", "1d"], ["ops"]),
+            (["revoke", "no-such-device", "--reason", "superseded"], ["ops", "secarch"]),
+            (["class", "set", "default", "--renewal-sla", "2h"], ["identity"]),
+            (["vendor", "set", "Acme", "--clauses", "issuance,rotation,revocation"], ["procurement"]),
+            (["exception", "reject", "999"], ["business"]),
+            (["review", "start", "--due", "1d"], ["identity"]),
+            (["review", "attest", "gw-r", "--decision", "keep", "--review", "1"], ["business"]),
+            (["operator", "add", "extra-op", "--role", "ops"], ["admin"]),
+            (["operator", "list"], ["admin", "auditor"]),
+            (["audit", "verify"], ["admin", "auditor"]),
+            (["audit", "export", "--output", "\(fleet.directory)/audit.jsonl"], ["admin", "auditor"]),
+            (["device", "list"], all), (["device", "show", "gw-r"], all), (["status"], all), (["class", "list"], all),
+            (["vendor", "list"], all), (["exception", "list"], all), (["whoami"], all), (["register", "export"], all),
+            (["findings"], all), (["report", "--format", "csv"], all), (["review", "show", "--review", "1"], all),
+        ]
+        var refusals: [String: Int] = [:]
+        for (role, name) in Self.operators {
+            for command in commands {
+                let result = try ctl(name, command.args)
+                let what = "\(role) \(command.args.prefix(2).joined(separator: " "))"
+                if command.roles.contains(role) {
+                    #expect(result.exitCode != 77 && !result.timedOut, "\(what) must pass the role check: exit \(result.exitCode) \(result.stderr)")
+                } else {
+                    #expect(result.exitCode == 77, "\(what) must be refused with exit 77: exit \(result.exitCode) \(result.stdout) \(result.stderr)")
+                    #expect(result.stderr.contains("forbidden"), "\(what): \(result.stderr)")
+                    refusals[name, default: 0] += 1
+                }
+            }
+        }
+
+        // 04 — the business owner, who did not request it, approves the pending exception; it is approved.
+        let approved = try ctl("plant", ["--json", "exception", "approve", String(exceptionID), "--reason", "accepted"])
+        #expect(approved.succeeded && approved.stdout.contains("\"approved\""), "\(approved.stdout) \(approved.stderr)")
+
+        // 04b — a CMDB file with one bad row: lanyardctl names the file and line, exits 1, and nothing is imported.
+        let cmdb = "\(fleet.directory)/cmdb.csv"
+        try "id,class,site,zone,owner_ops\nline-a,default,plant-a,ot,ot-ops\nline-b,default,plant-a,dmz,ot-ops\nline-c,default,plant-b,it,ot-ops\n"
+            .write(toFile: cmdb, atomically: true, encoding: .utf8)
+        let bad = try ctl("ot-ops", ["register", "import", cmdb])
+        #expect(bad.exitCode == 1, "\(bad.stdout) \(bad.stderr)")
+        #expect(bad.stderr.contains("cmdb.csv:3: bad_request: zone must be it or ot"), "\(bad.stderr)")
+        let listed = try ctl("auditor-1", ["--json", "device", "list"])
+        #expect(!listed.stdout.contains("line-a") && !listed.stdout.contains("line-c"), "a row was applied although line 3 is bad")
+        try "id,class,site,zone,owner_ops\nline-a,default,plant-a,ot,ot-ops\nline-c,default,plant-b,it,ot-ops\n".write(toFile: cmdb, atomically: true, encoding: .utf8)
+        let good = try ctl("ot-ops", ["register", "import", cmdb])
+        #expect(good.succeeded && good.stdout.contains("2 new"), "\(good.stdout) \(good.stderr)")
+        let filtered = try ctl("auditor-1", ["device", "list", "--site", "plant-b"])
+        #expect(filtered.stdout.contains("line-c") && !filtered.stdout.contains("line-a"), "\(filtered.stdout)")
+
+        // 05 — no token or a wrong one: exit 77, audited as unauthorized.
+        let anonymous = try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "status"],
+                                            environment: ["LANYARD_TOKEN": "lyo_not-a-real-token"])
+        #expect(anonymous.exitCode == 77, "\(anonymous.stderr)")
+
+        // 06 — every refusal is in the audit trail, under the operator who tried.
+        let export = try ctl("auditor-1", ["audit", "export"])
+        try #require(export.succeeded, "\(export.stderr)")
+        let entries = export.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        for (name, count) in refusals {
+            let audited = entries.filter { ($0["actor"] as? String)?.hasPrefix("operator:\(name)(") == true && $0["outcome"] as? String == "forbidden" }.count
+            #expect(audited == count, "\(name): \(count) refused calls, \(audited) audited")
+        }
+        #expect(entries.contains { $0["action"] as? String == "admin.call" && $0["outcome"] as? String == "unauthorized" })
+        // Tokens never reach the log.
+        for (_, path) in tokenFiles {
+            let token = try String(contentsOfFile: path, encoding: .utf8)
+            #expect(!fleet.controllerLog().contains(token))
+        }
+        passed = true
+    }
+
+    @Test("every command has --help (exit 0); usage errors exit 64; an unreachable server exits 69")
+    func helpAndExitCodes() throws {
+        let bin = Fleet.binDirectory + "/lanyardctl"
+        let commands = ["device add", "device approve", "device list", "device show", "device update", "device suspend", "device resume", "device retire",
+                        "device transfer", "device replace", "revoke", "status", "audit verify", "audit export", "class list", "class set", "vendor list",
+                        "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator list",
+                        "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show"]
+        for command in commands {
+            let help = try TestProcess.run(bin, command.split(separator: " ").map(String.init) + ["--help"])
+            #expect(help.exitCode == 0 && help.stdout.hasPrefix("usage: lanyardctl \(command)"), "\(command) --help: \(help.stdout) \(help.stderr)")
+        }
+        #expect(try TestProcess.run(bin, ["--help"]).stdout.contains("Exit status"))
+        #expect(try TestProcess.run(bin, ["device", "frobnicate"]).exitCode == 64)
+        #expect(try TestProcess.run(bin, ["device", "add", "gw-1"]).exitCode == 64)  // --class missing
+        #expect(try TestProcess.run(bin, ["--server", "https://127.0.0.1:1", "status"]).exitCode == 64)  // no --cacert
+        let unreachable = try TestProcess.run(bin, ["--server", "https://127.0.0.1:\(FreePort.allocate())", "--cacert", "/dev/null", "status"],
+                                              environment: ["LANYARD_TOKEN": "lyo_x"])
+        #expect(unreachable.exitCode == 69, "\(unreachable.stderr)")
+    }
+}
