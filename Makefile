@@ -31,13 +31,15 @@ release: deps
 footprint: release
 	@scripts/footprint.sh
 
-# Figures, not assertions: issuance (crypto bound vs the controller's path),
-# a 100 000-device register (import, list, filter, export, findings, report)
-# and the agent's footprint; Markdown on stdout, JSON under bench/results/.
+# Figures, not assertions: the agent's footprint, then issuance end to end
+# with the fleet simulator next to the crypto bound of the same run,
+# controller CPU per certificate, revocation time (scripts/bench.sh; sizes:
+# BENCH_* variables there), and a 100 000-device register (import, list,
+# filter, export, findings, report); Markdown on stdout, JSON under bench/results/.
 bench: footprint
 	$(SWIFT) build -c release --product lanyard-bench
-	mkdir -p bench/results
-	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --count 2000 --json bench/results/issuance.json
+	$(SWIFT) build -c release --product lanyard-fleetsim
+	@scripts/bench.sh
 	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --register 100000 --json bench/results/register.json
 
 clean:

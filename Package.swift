@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "lanyard-agent", targets: ["lanyard-agent"]),
         .executable(name: "lanyard-controller", targets: ["lanyard-controller"]),
         .executable(name: "lanyardctl", targets: ["lanyardctl"]),
+        .executable(name: "lanyard-fleetsim", targets: ["lanyard-fleetsim"]),
     ],
     targets: [
         // C libraries from Debian, through pkg-config.
@@ -29,6 +30,10 @@ let package = Package(
         .executableTarget(name: "lanyardctl", dependencies: ["Shared"]),
         // Benchmarks (`make bench`): figures, never timed assertions.
         .executableTarget(name: "lanyard-bench", dependencies: ["Controller", "Shared"]),
+        // Fleet simulator: many virtual devices speaking the real protocol
+        // (the agent's reply checks, Shared's command verification).
+        .target(name: "FleetSim", dependencies: ["Agent", "Shared"]),
+        .executableTarget(name: "lanyard-fleetsim", dependencies: ["FleetSim", "Shared"]),
 
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
         .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"], exclude: ["python"]),

@@ -68,4 +68,15 @@ static inline X509_REVOKED *lanyard_sk_X509_REVOKED_value(const STACK_OF(X509_RE
 static inline long lanyard_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
 static inline long lanyard_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_min_proto_version(ctx, version); }
 
+// ---- TLS client contexts with in-memory credentials (Sources/Shared/MQTT/TLSClientContext.swift) ----
+static inline int lanyard_SSL_CTX_set_min_tls12(SSL_CTX *ctx) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+}
+static inline int lanyard_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x) {
+    return (int)SSL_CTX_add1_chain_cert(ctx, x);
+}
+static inline long lanyard_SSL_CTX_set_release_buffers(SSL_CTX *ctx) {
+    return SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+}
+
 #endif

@@ -40,14 +40,16 @@ final class Fleet: @unchecked Sendable {
     /// The HTTPS admin API's port, when the fleet was made with one.
     let apiPort: Int?
 
-    init(ttl: String, apiPort: Int? = nil) throws {
+    /// - Parameter benchListener: the broker also gets lanyard-fleetsim's benchmark-only multiplexing listener.
+    init(ttl: String, apiPort: Int? = nil, benchListener: Bool = false) throws {
         bin = Fleet.binDirectory
         self.apiPort = apiPort
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("lanyard-it-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory + "/agents", withIntermediateDirectories: true)
         try TestProcess.check("\(bin)/lanyard-controller", ["init", "--dir", "\(directory)/controller", "--trust-domain", trustDomain, "--class-ttl", ttl]
                               + (apiPort.map { ["--api-port", String($0)] } ?? []))
-        broker = try Broker.start(pkiDirectory: "\(directory)/controller/pki", crlFile: "\(directory)/controller/crl.pem")
+        broker = try Broker.start(pkiDirectory: "\(directory)/controller/pki", crlFile: "\(directory)/controller/crl.pem",
+                                  benchListener: benchListener)
         let configPath = "\(controllerDirectory)/controller.conf"
         var config = try String(contentsOfFile: configPath, encoding: .utf8)
         config = config.replacingOccurrences(of: "port = 8883", with: "port = \(broker.operationalPort)")

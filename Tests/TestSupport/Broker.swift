@@ -13,6 +13,8 @@ package final class Broker: @unchecked Sendable {
 
     package let operationalPort: Int
     package let bootstrapPort: Int
+    /// The benchmark-only multiplexing listener (bench/broker/), when asked for.
+    package let benchPort: Int?
     /// Directory holding the rendered mosquitto.conf, ACLs and logs.
     package let directory: String
     package var configPath: String { directory + "/mosquitto.conf" }
@@ -47,8 +49,10 @@ package final class Broker: @unchecked Sendable {
             bootstrapPort: bootstrapPort)
     }
 
+    /// - Parameter benchListener: also add lanyard-fleetsim's benchmark-only
+    ///   multiplexing listener (`bench/broker/add-bench-listener.sh`) on a free port.
     package static func start(
-        pkiDirectory: String, crlFile: String, operationalPort: Int? = nil, bootstrapPort: Int? = nil
+        pkiDirectory: String, crlFile: String, operationalPort: Int? = nil, bootstrapPort: Int? = nil, benchListener: Bool = false
     ) throws -> Broker {
         var lastError: Error?
         let attempts = (operationalPort == nil || bootstrapPort == nil) ? 3 : 1
@@ -56,7 +60,12 @@ package final class Broker: @unchecked Sendable {
             let op = operationalPort ?? FreePort.allocate()
             var boot = bootstrapPort ?? FreePort.allocate()
             while boot == op { boot = FreePort.allocate() }
-            let broker = try Broker(pkiDirectory: pkiDirectory, crlFile: crlFile, operationalPort: op, bootstrapPort: boot)
+            var bench: Int?
+            if benchListener {
+                bench = FreePort.allocate()
+                while bench == op || bench == boot { bench = FreePort.allocate() }
+            }
+            let broker = try Broker(pkiDirectory: pkiDirectory, crlFile: crlFile, operationalPort: op, bootstrapPort: boot, benchPort: bench)
             do {
                 try broker.launch()
                 return broker
@@ -70,9 +79,10 @@ package final class Broker: @unchecked Sendable {
         throw lastError!
     }
 
-    private init(pkiDirectory: String, crlFile: String, operationalPort: Int, bootstrapPort: Int) throws {
+    private init(pkiDirectory: String, crlFile: String, operationalPort: Int, bootstrapPort: Int, benchPort: Int? = nil) throws {
         self.operationalPort = operationalPort
         self.bootstrapPort = bootstrapPort
+        self.benchPort = benchPort
         self.directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("lanyard-broker-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -81,6 +91,9 @@ package final class Broker: @unchecked Sendable {
             "--operational-port", String(operationalPort), "--bootstrap-port", String(bootstrapPort),
             "--out", directory, "--bind", "127.0.0.1", "--user", NSUserName(),
         ])
+        if let benchPort {
+            try TestProcess.check(Self.repositoryRoot + "/bench/broker/add-bench-listener.sh", [directory, pkiDirectory, String(benchPort)])
+        }
     }
 
     private func launch() throws {
@@ -92,7 +105,7 @@ package final class Broker: @unchecked Sendable {
             if !process.isRunning {
                 throw StartError(message: "mosquitto exited with status \(process.terminationStatus ?? -1)", log: log())
             }
-            if FreePort.isAccepting(operationalPort) && FreePort.isAccepting(bootstrapPort) { return }
+            if FreePort.isAccepting(operationalPort) && FreePort.isAccepting(bootstrapPort) && benchPort.map(FreePort.isAccepting) ?? true { return }
             usleep(20_000)
         }
         throw StartError(message: "mosquitto did not open ports \(operationalPort) and \(bootstrapPort) in 10 s", log: log())

@@ -13,7 +13,8 @@ fleet_check_bin() {
 }
 fleet_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
-# fleet_init DIR TTL: controller PKI and config, broker config on free ports.
+# fleet_init DIR TTL: controller PKI and config, broker config on free ports
+# (FLEET_BOOTSTRAP_MAX_CONNECTIONS raises the bootstrap listener's limit for benchmarks).
 fleet_init() {
   FLEET_DIR="$1"
   local ttl="$2" root
@@ -27,7 +28,7 @@ fleet_init() {
   sed -i "s|^# pid_file = .*|pid_file = $FLEET_DIR/broker/mosquitto.pid|" "$FLEET_DIR/controller/controller.conf"
   "$root/deploy/mosquitto/render.sh" --pki "$FLEET_DIR/controller/pki" --crl "$FLEET_DIR/controller/crl.pem" \
     --operational-port "$FLEET_OP_PORT" --bootstrap-port "$FLEET_BOOT_PORT" --out "$FLEET_DIR/broker" --bind 127.0.0.1 \
-    --user "$(id -un)" >/dev/null
+    --user "$(id -un)" --bootstrap-max-connections "${FLEET_BOOTSTRAP_MAX_CONNECTIONS:-1000}" >/dev/null
   export LANYARD_SOCKET="$FLEET_DIR/controller/admin.sock"
 }
 

@@ -1,7 +1,8 @@
 import Foundation
 import Shared
 
-/// Schema v4: rotation campaigns and their per-device executions. Each
+/// Schema v4: rotation campaigns and their per-device executions, and an
+/// index on enrollment tokens by device. Each
 /// execution row is the campaign's memory of one device: a controller killed
 /// mid-campaign resumes from these rows without skipping or repeating one.
 enum SchemaV4 {
@@ -42,6 +43,10 @@ enum SchemaV4 {
             );
             CREATE INDEX campaign_devices_by_state ON campaign_devices(campaign_id, state, position);
             CREATE INDEX campaign_devices_by_device ON campaign_devices(device_id, state);
+            -- approve and revoke delete a device's unused tokens: without this
+            -- index each one scanned the whole table (approval fell from 370/s
+            -- to 110/s by 28,000 devices, docs/benchmarks.md).
+            CREATE INDEX IF NOT EXISTS enrollment_tokens_by_device ON enrollment_tokens(device_id);
             PRAGMA user_version = 4;
             """)
         }

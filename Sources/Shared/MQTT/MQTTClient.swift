@@ -84,7 +84,7 @@ package final class MQTTClient: @unchecked Sendable {
 
 /// Calls `mosquitto_lib_init` exactly once (it is not thread-safe); Swift
 /// initialises a static `let` lazily and atomically.
-private enum MosquittoLibrary {
+enum MosquittoLibrary {
     static let initialised: Int32 = mosquitto_lib_init()
 }
 
