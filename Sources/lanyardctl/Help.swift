@@ -7,6 +7,7 @@ Commands (lanyardctl COMMAND --help for each):
   device add|approve|list|show|update|suspend|resume|retire|transfer|replace
   revoke                      revoke a device or every device a selector matches (register, CRL, reload, command, session cut)
   campaign create|start|pause|resume|cancel|status|list   rotation campaigns (rate, canary, abort, timeout, retries)
+  event TYPE                  a lifecycle event: campaign, revocation or retirement
   class list|set              device class policies (versioned)
   vendor list|set             vendors and their identity clauses
   exception request|approve|reject|list
@@ -34,6 +35,14 @@ Exit status: 0 done, 1 refused (coded error on stderr), 2 done in part, 64 usage
 """
 
 let commandHelp: [String: String] = [
+    "event": """
+        usage: lanyardctl event TYPE (--device ID | --selector KEY=VALUE[,KEY=VALUE...]) --reason TEXT [--ref EVENT-ID]
+        Post a lifecycle event (roles ops, secarch). ca.rotated, vendor.changed, firmware.updated, ownership.transferred,
+        policy.changed and device.replaced start a rotation campaign from the type's template ([event.TYPE] in
+        controller.conf); device.compromised revokes at once (keyCompromise); device.retired sends the signed retire
+        command, waits a few seconds for the key-wipe acknowledgements, revokes (cessationOfOperation), retires in the
+        register and records a retirement check per device. Exit 2 when a retirement was not confirmed.
+        """,
     "campaign create": """
         usage: lanyardctl campaign create --selector KEY=VALUE[,KEY=VALUE...] --reason TEXT [--trigger TYPE] [--max-per-minute N]
                                           [--canary N] [--abort-failure-pct P] [--abort-min-executed N] [--timeout D] [--retries N] [--window D]

@@ -17,7 +17,7 @@ do {
         "ttl", "max-ttl", "renew-at", "required-owners", "key-algorithms", "rotate-keys", "bootstrap-methods", "renewal-sla",
         "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "exception-max",
         "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role", "format", "due", "review", "decision", "note", "severity",
-        "trigger", "max-per-minute", "canary", "abort-failure-pct", "abort-min-executed", "timeout", "retries", "window",
+        "ref", "trigger", "max-per-minute", "canary", "abort-failure-pct", "abort-min-executed", "timeout", "retries", "window",
     ], flagOptions: ["json", "help", "dry-run", "watch"])
 } catch { fail("\(error)\n\(globalUsage)", exitUsage) }
 
@@ -196,6 +196,8 @@ do {
         if !r.brokerReloaded || !r.commandSent || r.crlError != nil || r.sessionCut == false { exit(exitPartial) }
     case ("campaign", let verb):
         try campaignCommand(verb)
+    case ("event", let type):
+        try eventCommand(type)
     case ("status", _):
         let s = try client.call(.status, Empty(), as: ControllerStatus.self)
         if json { printJSON(s) } else {

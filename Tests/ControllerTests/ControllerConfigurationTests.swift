@@ -3,6 +3,7 @@ import Testing
 
 @testable import Controller
 import Shared
+import TestSupport
 
 @Suite("ControllerConfiguration: loading and errors that name file and line")
 struct ControllerConfigurationTests {
@@ -142,5 +143,16 @@ struct ControllerConfigurationTests {
         guard case .failure(let error) = result else { Issue.record("loaded without trust_domain"); return }
         #expect(error.path == path)
         #expect(error.message.contains("trust_domain"))
+    }
+}
+
+@Suite("The shipped sample configuration")
+struct DeployedControllerConfigurationTests {
+    @Test("deploy/controller/controller.conf loads: every option it documents is accepted, its event template parsed")
+    func deployedSampleLoads() throws {
+        let c = try ControllerConfiguration.load(path: Broker.repositoryRoot + "/deploy/controller/controller.conf")
+        #expect(c.classes["default"]?.reenrollAfterExpiry == false && c.classes["default"]?.reenrollWindow == .seconds(7 * 86400))
+        let template = try #require(c.eventTemplates["ca.rotated"])
+        #expect(template.maxPerMinute == 200 && template.canary == 5 && template.abortFailurePercent == 10 && template.window == 3 * 86400)
     }
 }

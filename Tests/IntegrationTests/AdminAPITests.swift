@@ -70,6 +70,7 @@ struct AdminAPITests {
             (["revoke", "--selector", "site=nowhere", "--reason", "superseded", "--dry-run"], ["ops", "secarch"]),
             (["campaign", "create", "--selector", "id=gw-r", "--reason", "rbac"], ["ops"]),
             (["campaign", "cancel", "cmp-nope"], ["ops"]),
+            (["event", "firmware.updated", "--selector", "site=nowhere", "--reason", "rbac"], ["ops", "secarch"]),
             (["class", "set", "default", "--renewal-sla", "2h"], ["identity"]),
             (["vendor", "set", "Acme", "--clauses", "issuance,rotation,revocation"], ["procurement"]),
             (["exception", "reject", "999"], ["business"]),
@@ -183,7 +184,7 @@ struct AdminAPITests {
                         "device transfer", "device replace", "revoke", "status", "audit verify", "audit export", "class list", "class set", "vendor list",
                         "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator remove", "operator list",
                         "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show",
-                        "campaign create", "campaign start", "campaign pause", "campaign resume", "campaign cancel", "campaign status", "campaign list"]
+                        "campaign create", "campaign start", "campaign pause", "campaign resume", "campaign cancel", "campaign status", "campaign list", "event"]
         for command in commands {
             let help = try TestProcess.run(bin, command.split(separator: " ").map(String.init) + ["--help"])
             #expect(help.exitCode == 0 && help.stdout.hasPrefix("usage: lanyardctl \(command)"), "\(command) --help: \(help.stdout) \(help.stderr)")

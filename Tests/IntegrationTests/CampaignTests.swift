@@ -130,3 +130,62 @@ struct CampaignTests {
         passed = true
     }
 }
+
+/// Lifecycle events posted the way a change-management system would, with
+/// the action each type calls for.
+@Suite("Lifecycle events over a real Mosquitto", .serialized)
+struct LifecycleEventTests {
+    @Test("firmware.updated starts a campaign that rotates the devices; device.compromised revokes at once; device.retired wipes, revokes, retires and records the check")
+    func eventsTakeTheirActions() async throws {
+        let fleet = try Fleet(ttl: "1h")
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        let placement = ["gw-e1": "line-5", "gw-e2": "line-5", "gw-e3": "line-6"]
+        for (id, site) in placement.sorted(by: { $0.key < $1.key }) {
+            try fleet.register(id)
+            try #require(try fleet.ctl(["device", "update", id, "--site", site]).succeeded)
+            try fleet.startAgent(id)
+        }
+        try await fleet.wait("three agents to enroll and connect", timeout: 30) {
+            try placement.keys.allSatisfy { try fleet.agentStatus($0)["connected"] as? Bool == true }
+        }
+        let serials = try Dictionary(uniqueKeysWithValues: placement.keys.map { ($0, try fleet.agentStatus($0)["serial"] as? String ?? "") })
+
+        // 01 — firmware 5.1 on line 5: a campaign from the default template, started at once.
+        let fw = try fleet.ctlJSON(["event", "firmware.updated", "--selector", "site=line-5", "--reason", "firmware 5.1", "--ref", "CHG-1234"])
+        let campaign = try #require((fw["campaign"] as? [String: Any])?["id"] as? String, "\(fw)")
+        #expect(fw["action"] as? String == "campaign" && (fw["campaign"] as? [String: Any])?["trigger"] as? String == "firmware.updated")
+        try await fleet.wait("the firmware campaign to complete", timeout: 40) {
+            try fleet.ctlJSON(["campaign", "status", campaign])["state"] as? String == "completed"
+        }
+        for id in ["gw-e1", "gw-e2"] {
+            try await fleet.wait("\(id) to run its new certificate", timeout: 10) {
+                let s = try fleet.agentStatus(id)
+                return s["serial"] as? String != serials[id] && s["connected"] as? Bool == true
+            }
+        }
+        #expect(try fleet.agentStatus("gw-e3")["serial"] as? String == serials["gw-e3"], "line 6 was not in the event")
+
+        // 02 — gw-e2 is compromised: revoked at once, its agent erases its key.
+        let compromised = try fleet.ctlJSON(["event", "device.compromised", "--device", "gw-e2", "--reason", "tamper alarm", "--ref", "INC-77"])
+        let revoked = ((compromised["revocation"] as? [String: Any])?["results"] as? [[String: Any]]) ?? []
+        #expect(compromised["action"] as? String == "revoke" && revoked.count == 1 && revoked.first?["sessionCut"] as? Bool == true, "\(compromised)")
+        try await fleet.wait("gw-e2 to report revoked", timeout: 15) { try fleet.agentStatus("gw-e2")["state"] as? String == "revoked" }
+
+        // 03 — gw-e3 is retired: the agent confirms the wipe and stops for good; the register says retired.
+        let retired = try fleet.ctl(["--json", "event", "device.retired", "--device", "gw-e3", "--reason", "line 6 dismantled"])
+        #expect(retired.exitCode == 0, "\(retired.stdout) \(retired.stderr)")
+        let checks = (try JSONSerialization.jsonObject(with: Data(retired.stdout.utf8)) as? [String: Any])?["retirements"] as? [[String: Any]] ?? []
+        #expect(checks.count == 1 && checks.first?["keyWipeAcknowledged"] as? Bool == true && checks.first?["retired"] as? Bool == true, "\(checks)")
+        try await fleet.wait("gw-e3's agent to exit as retired", timeout: 15) { fleet.agent("gw-e3")?.terminationStatus == 4 }
+        #expect(try fleet.ctlJSON(["device", "show", "gw-e3"])["state"] as? String == "retired")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: fleet.stateDirectory("gw-e3")).filter { $0.hasPrefix("gen-") || $0 == "current" }
+        #expect(leftovers.isEmpty, "credential files left after retirement: \(leftovers)")
+        let audit = try fleet.ctl(["audit", "export"]).stdout
+        #expect(audit.contains("event.firmware.updated") && audit.contains("ref=CHG-1234") && audit.contains("device.retirement-check"), "\(audit.suffix(800))")
+
+        // 04 — an unknown event type is refused.
+        #expect(try fleet.ctl(["event", "moon.phase", "--device", "gw-e1", "--reason", "x"]).exitCode == 1)
+        passed = true
+    }
+}

@@ -17,6 +17,7 @@ package struct AdminDispatcher: Sendable {
     package let review: AccessReview
     /// Nil where no campaigns run (unit tests of the register): their calls are refused.
     package let campaigns: CampaignService?
+    package let events: LifecycleEvents?
     package let configuration: ControllerConfiguration
     package let brokerConnected: @Sendable () -> Bool
     package let clock: @Sendable () -> Date
@@ -28,9 +29,10 @@ package struct AdminDispatcher: Sendable {
     }
 
     package init(store: Store, register: DeviceRegister, revocation: RevocationService, configuration: ControllerConfiguration,
-                 issuerName: String, brokerConnected: @escaping @Sendable () -> Bool, campaigns: CampaignService? = nil,
+                 issuerName: String, brokerConnected: @escaping @Sendable () -> Bool, campaigns: CampaignService? = nil, events: LifecycleEvents? = nil,
                  clock: @escaping @Sendable () -> Date, log: Logger) {
         self.campaigns = campaigns
+        self.events = events
         self.store = store
         self.register = register
         self.revocation = revocation
@@ -82,6 +84,9 @@ package struct AdminDispatcher: Sendable {
         case .campaignCancel: return try campaignService().cancel(params(CampaignRef.self), actor: who)
         case .campaignStatus: return try campaignService().status(params(CampaignRef.self))
         case .campaignList: return try campaignService().list()
+        case .eventPost:
+            guard let events else { throw WireError(.internal, "lifecycle events are not handled by this controller") }
+            return try events.post(params(EventPostParams.self), actor: who)
         case .deviceRevokeSelected: return try revocation.revokeSelected(params(RevokeSelectedParams.self), devices: register.list(), actor: who)
         case .deviceUpdate: return try register.update(params(DeviceUpdateParams.self), actor: who)
         case .deviceTransition: return try register.transition(params(DeviceTransitionParams.self), actor: who)

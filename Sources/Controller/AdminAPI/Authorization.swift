@@ -14,6 +14,8 @@ package enum Authorization {
             [.ops]
         // Emergency revocation belongs to security architecture as well as operations.
         case .deviceRevoke, .deviceRevokeSelected: [.ops, .secarch]
+        // Change management (ops) and incident response (secarch) post lifecycle events.
+        case .eventPost: [.ops, .secarch]
         case .classSet: [.identity]
         case .vendorSet: [.procurement]
         case .exceptionDecide, .reviewAttest: [.business]

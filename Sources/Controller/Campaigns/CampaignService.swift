@@ -256,7 +256,7 @@ package final class CampaignService: @unchecked Sendable {
         for device in toSend {
             guard let deviceID = DeviceID(device) else { continue }
             if let jti = commands.sendReturningID(to: deviceID, command: "rotate", args: ["campaign": id]) {
-                try store.withConnection { db in
+                _ = try store.withConnection { db in
                     try db.query("UPDATE campaign_devices SET jti = ? WHERE campaign_id = ? AND device_id = ?", [.text(jti), .text(id), .text(device)])
                 }
             }

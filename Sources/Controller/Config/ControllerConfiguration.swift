@@ -72,6 +72,9 @@ package struct ControllerConfiguration: Sendable {
     /// The HTTPS admin API (`[admin_api]`); nil when no port is configured.
     package var adminAPI: AdminAPIConfiguration?
 
+    /// Campaign templates by lifecycle event type (`[event.TYPE]`); types not listed use the defaults.
+    package var eventTemplates: [String: CampaignTemplate] = [:]
+
     package static func load(path: String) throws(ConfigError) -> ControllerConfiguration {
         let file = try ConfigFile.load(path: path)
         var r = ConfigReader(file)
@@ -155,12 +158,34 @@ package struct ControllerConfiguration: Sendable {
             let key = r.resolve(try r.string("admin_api", "key", default: layout.adminAPIKey))
             adminAPI = AdminAPIConfiguration(address: address, port: apiPort, certificateFile: cert, keyFile: key)
         }
+        var templates: [String: CampaignTemplate] = [:]
+        for section in r.sections(withPrefix: "event.") {
+            let type = String(section.dropFirst("event.".count))
+            guard LifecycleEvents.campaignTypes.contains(type) else {
+                throw ConfigError(path: path, line: file.sectionLines[section],
+                                  message: "[event.\(type)]: campaign templates exist for \(LifecycleEvents.campaignTypes.sorted().joined(separator: ", "))")
+            }
+            var t = CampaignTemplate()
+            t.maxPerMinute = try r.int(section, "max_per_minute", default: t.maxPerMinute, range: 1...100_000)
+            t.canary = try r.int(section, "canary", default: t.canary, range: 0...100_000)
+            if r.optionalString(section, "abort_failure_pct") != nil {
+                t.abortFailurePercent = try r.double(section, "abort_failure_pct", default: 100, range: 0.1...100)
+            }
+            t.abortMinExecuted = try r.int(section, "abort_min_executed", default: t.abortMinExecuted, range: 1...100_000)
+            t.deviceTimeout = Int(try r.duration(section, "timeout", default: .seconds(600), range: .seconds(5)...(.seconds(7 * 86400))).seconds)
+            t.retries = try r.int(section, "retries", default: t.retries, range: 0...10)
+            t.window = Int(try r.duration(section, "window", default: .seconds(86400), range: .seconds(10)...(.seconds(30 * 86400))).seconds)
+            t.autoStart = try r.bool(section, "auto_start", default: true)
+            templates[type] = t
+        }
         try r.finish()
-        return ControllerConfiguration(
+        var configuration = ControllerConfiguration(
             path: path, trustDomain: trustDomain, pkiDirectory: pki, databasePath: db, adminSocket: socket, adminUIDs: uids,
             tokenTTL: tokenTTL, backdate: backdate, commandTTL: commandTTL, brokerHost: host, brokerPort: port, crlFile: crl,
             brokerPIDFile: pidFile, brokerReloadCommand: reload, crlValidity: crlValidity, crlRefreshBefore: crlRefresh, classes: classes,
             adminAPI: adminAPI)
+        configuration.eventTemplates = templates
+        return configuration
     }
 
     /// The configuration `init` writes next to the PKI.

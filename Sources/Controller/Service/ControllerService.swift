@@ -58,7 +58,10 @@ package final class ControllerService: Sendable {
         revocation = RevocationService(store: store, crl: crl, commands: commands, sessions: sessionCutter, clock: clock)
         campaigns = CampaignService(store: store, commands: commands, clock: clock, log: log)
         admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
-                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, campaigns: campaigns, clock: clock, log: log)
+                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, campaigns: campaigns,
+                                events: LifecycleEvents(store: store, register: register, campaigns: campaigns, revocation: revocation, commands: commands,
+                                                        templates: configuration.eventTemplates, clock: clock),
+                                clock: clock, log: log)
         for name in register.policies.drift(from: configuration.classes) {
             log.warning("class policy in the configuration differs from the register's current version; the register wins (lanyardctl class set)",
                         ["class": name])

@@ -49,6 +49,8 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case campaignCancel = "campaign.cancel"
     case campaignStatus = "campaign.status"
     case campaignList = "campaign.list"
+    /// A lifecycle event: a campaign, a revocation or a retirement (issue 5).
+    case eventPost = "event.post"
 }
 
 package struct AdminRequest: Codable, Sendable {
