@@ -21,10 +21,14 @@ func campaignCommand(_ verb: String) throws {
             guard let d = Double(v) else { fail("--abort-failure-pct takes a percentage such as 20", exitUsage) }
             abort = d
         }
-        let params = CampaignCreateParams(trigger: args.value("trigger") ?? "manual", reason: reason, selector: selector,
-                                          maxPerMinute: count("max-per-minute") ?? 60, canary: count("canary"), abortFailurePercent: abort,
-                                          abortMinExecuted: count("abort-min-executed"), deviceTimeout: Int(seconds("timeout") ?? 600),
-                                          retries: count("retries"), window: seconds("window").map(Int.init))
+        var rollout = CampaignRollout(abortFailurePercent: abort)
+        if let n = count("max-per-minute") { rollout.maxPerMinute = n }
+        if let n = count("canary") { rollout.canary = n }
+        if let n = count("abort-min-executed") { rollout.abortMinExecuted = n }
+        if let n = seconds("timeout") { rollout.deviceTimeout = Int(n) }
+        if let n = count("retries") { rollout.retries = n }
+        if let n = seconds("window") { rollout.window = Int(n) }
+        let params = CampaignCreateParams(trigger: args.value("trigger") ?? "manual", reason: reason, selector: selector, rollout: rollout)
         let c = try client.call(.campaignCreate, params, as: CampaignView.self)
         if json { printJSON(c) } else {
             print("campaign \(c.id) created (draft): \(c.total) device(s) match \(c.selector)\((c.counts["skipped"] ?? 0) > 0 ? ", \(c.counts["skipped"] ?? 0) skipped" : "")")
@@ -52,8 +56,9 @@ func campaignCommand(_ verb: String) throws {
         }
         if json { printJSON(c) } else {
             if !args.flag("watch") { print(progressLine(c)) }
-            print("trigger \(c.trigger), selector \(c.selector), \(c.maxPerMinute)/min, canary \(c.canary), timeout \(c.deviceTimeout) s, retries \(c.retries)"
-                  + (c.abortFailurePercent.map { ", abort at \($0)% after \(c.abortMinExecuted)" } ?? "") + (c.endReason.map { "; ended: \($0)" } ?? ""))
+            let r = c.rollout
+            print("trigger \(c.trigger), selector \(c.selector), \(r.maxPerMinute)/min, canary \(r.canary), timeout \(r.deviceTimeout) s, retries \(r.retries)"
+                  + (r.abortFailurePercent.map { ", abort at \($0)% after \(r.abortMinExecuted)" } ?? "") + (c.endReason.map { "; ended: \($0)" } ?? ""))
             table(["DEVICE", "STATE", "ATTEMPTS", "CODE", "NEW SERIAL"],
                   (c.devices ?? []).map { [$0.id, $0.state, String($0.attempts), $0.code ?? "-", $0.issuedSerial ?? "-"] })
         }

@@ -153,6 +153,7 @@ struct DeployedControllerConfigurationTests {
         let c = try ControllerConfiguration.load(path: Broker.repositoryRoot + "/deploy/controller/controller.conf")
         #expect(c.classes["default"]?.reenrollAfterExpiry == false && c.classes["default"]?.reenrollWindow == .seconds(7 * 86400))
         let template = try #require(c.eventTemplates["ca.rotated"])
-        #expect(template.maxPerMinute == 200 && template.canary == 5 && template.abortFailurePercent == 10 && template.window == 3 * 86400)
+        #expect(template.rollout.maxPerMinute == 200 && template.rollout.canary == 5 && template.rollout.abortFailurePercent == 10
+                && template.rollout.window == 3 * 86400)
     }
 }

@@ -36,19 +36,20 @@ package final class CampaignService: @unchecked Sendable {
 
     package func create(_ p: CampaignCreateParams, devices: [DeviceView], actor: String) throws -> CampaignView {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw WireError(.badRequest, message) } }
+        let r = p.rollout
         try check(CampaignService.triggers.contains(p.trigger), "trigger must be one of \(CampaignService.triggers.sorted().joined(separator: ", "))")
         let reason = p.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         try check(!reason.isEmpty && reason.count <= 256, "a reason (1 to 256 characters) is required")
-        try check((1...100_000).contains(p.maxPerMinute), "maxPerMinute must be 1 to 100000")
-        try check((5...(7 * 86400)).contains(p.deviceTimeout), "deviceTimeout must be 5 s to 7 days")
-        try check((0...10).contains(p.retries ?? 0), "retries must be 0 to 10")
-        try check((10...(30 * 86400)).contains(p.window ?? 86400), "window must be 10 s to 30 days")
-        if let pct = p.abortFailurePercent { try check(pct > 0 && pct <= 100, "abortFailurePercent must be above 0 and at most 100") }
-        try check((1...100_000).contains(p.abortMinExecuted ?? 1), "abortMinExecuted must be 1 to 100000")
+        try check((1...100_000).contains(r.maxPerMinute), "maxPerMinute must be 1 to 100000")
+        try check((5...(7 * 86400)).contains(r.deviceTimeout), "deviceTimeout must be 5 s to 7 days")
+        try check((0...10).contains(r.retries), "retries must be 0 to 10")
+        try check((10...(30 * 86400)).contains(r.window), "window must be 10 s to 30 days")
+        if let pct = r.abortFailurePercent { try check(pct > 0 && pct <= 100, "abortFailurePercent must be above 0 and at most 100") }
+        try check((1...100_000).contains(r.abortMinExecuted), "abortMinExecuted must be 1 to 100000")
         let selector = try Selector(p.selector, keys: Selector.revocationKeys, maxTerms: 8)
         let matched = devices.filter(selector.matches).sorted { $0.id < $1.id }
         try check(!matched.isEmpty, "the selector \(p.selector) matches no device")
-        try check((0...matched.count).contains(p.canary ?? 0), "canary must be 0 to the \(matched.count) matched devices")
+        try check((0...matched.count).contains(r.canary), "canary must be 0 to the \(matched.count) matched devices")
         let id = "cmp-" + String(makeRequestID().prefix(12))
         let now = Int64(clock().timeIntervalSince1970)
         try store.transaction { db in
@@ -56,9 +57,9 @@ package final class CampaignService: @unchecked Sendable {
                 INSERT INTO campaigns(id, trigger, reason, selector, max_per_minute, canary, abort_failure_pct, abort_min_executed,
                                       device_timeout, retries, window_seconds, state, created_by, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)
-                """, [.text(id), .text(p.trigger), .text(reason), .text(p.selector), .int(Int64(p.maxPerMinute)), .int(Int64(p.canary ?? 0)),
-                      p.abortFailurePercent.map { .real($0) } ?? .null, .int(Int64(p.abortMinExecuted ?? 1)), .int(Int64(p.deviceTimeout)),
-                      .int(Int64(p.retries ?? 0)), .int(Int64(p.window ?? 86400)), .text(actor), .int(now)])
+                """, [.text(id), .text(p.trigger), .text(reason), .text(p.selector), .int(Int64(r.maxPerMinute)), .int(Int64(r.canary)),
+                      r.abortFailurePercent.map { .real($0) } ?? .null, .int(Int64(r.abortMinExecuted)), .int(Int64(r.deviceTimeout)),
+                      .int(Int64(r.retries)), .int(Int64(r.window)), .text(actor), .int(now)])
             for (position, device) in matched.enumerated() {
                 // Only active devices rotate; the others are listed as skipped, with why.
                 let skip = device.state == DeviceState.active.rawValue ? nil : device.state
@@ -68,7 +69,7 @@ package final class CampaignService: @unchecked Sendable {
                           skip.map { .text($0) } ?? .null, .int(now)])
             }
             try db.audit(time: clock(), actor: actor, action: "campaign.create", target: id, outcome: "ok",
-                         detail: "trigger=\(p.trigger) selector=\(p.selector) devices=\(matched.count) max_per_minute=\(p.maxPerMinute) canary=\(p.canary ?? 0) reason=\(reason.prefix(128))")
+                         detail: "trigger=\(p.trigger) selector=\(p.selector) devices=\(matched.count) max_per_minute=\(r.maxPerMinute) canary=\(r.canary) reason=\(reason.prefix(128))")
         }
         return try status(CampaignRef(id: id), withDevices: false)
     }
@@ -145,9 +146,10 @@ package final class CampaignService: @unchecked Sendable {
             }
         }
         return CampaignView(id: id, trigger: r[1].text ?? "", reason: r[2].text ?? "", selector: r[3].text ?? "", state: r[4].text ?? "",
-                            maxPerMinute: Int(r[5].int ?? 0), canary: Int(r[6].int ?? 0), abortFailurePercent: r[7].real,
-                            abortMinExecuted: Int(r[8].int ?? 1), deviceTimeout: Int(r[9].int ?? 0), retries: Int(r[10].int ?? 0),
-                            window: Int(r[11].int ?? 0), createdBy: r[12].text ?? "", createdAt: r[13].int ?? 0, startedAt: r[14].int,
+                            rollout: CampaignRollout(maxPerMinute: Int(r[5].int ?? 0), canary: Int(r[6].int ?? 0), abortFailurePercent: r[7].real,
+                                                     abortMinExecuted: Int(r[8].int ?? 1), deviceTimeout: Int(r[9].int ?? 0),
+                                                     retries: Int(r[10].int ?? 0), window: Int(r[11].int ?? 0)),
+                            createdBy: r[12].text ?? "", createdAt: r[13].int ?? 0, startedAt: r[14].int,
                             endedAt: r[15].int, endReason: r[16].text, counts: counts, total: counts.values.reduce(0, +), devices: devices)
     }
 

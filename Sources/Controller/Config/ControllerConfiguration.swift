@@ -166,15 +166,15 @@ package struct ControllerConfiguration: Sendable {
                                   message: "[event.\(type)]: campaign templates exist for \(LifecycleEvents.campaignTypes.sorted().joined(separator: ", "))")
             }
             var t = CampaignTemplate()
-            t.maxPerMinute = try r.int(section, "max_per_minute", default: t.maxPerMinute, range: 1...100_000)
-            t.canary = try r.int(section, "canary", default: t.canary, range: 0...100_000)
+            t.rollout.maxPerMinute = try r.int(section, "max_per_minute", default: t.rollout.maxPerMinute, range: 1...100_000)
+            t.rollout.canary = try r.int(section, "canary", default: t.rollout.canary, range: 0...100_000)
             if r.optionalString(section, "abort_failure_pct") != nil {
-                t.abortFailurePercent = try r.double(section, "abort_failure_pct", default: 100, range: 0.1...100)
+                t.rollout.abortFailurePercent = try r.double(section, "abort_failure_pct", default: 100, range: 0.1...100)
             }
-            t.abortMinExecuted = try r.int(section, "abort_min_executed", default: t.abortMinExecuted, range: 1...100_000)
-            t.deviceTimeout = Int(try r.duration(section, "timeout", default: .seconds(600), range: .seconds(5)...(.seconds(7 * 86400))).seconds)
-            t.retries = try r.int(section, "retries", default: t.retries, range: 0...10)
-            t.window = Int(try r.duration(section, "window", default: .seconds(86400), range: .seconds(10)...(.seconds(30 * 86400))).seconds)
+            t.rollout.abortMinExecuted = try r.int(section, "abort_min_executed", default: t.rollout.abortMinExecuted, range: 1...100_000)
+            t.rollout.deviceTimeout = Int(try r.duration(section, "timeout", default: .seconds(600), range: .seconds(5)...(.seconds(7 * 86400))).seconds)
+            t.rollout.retries = try r.int(section, "retries", default: t.rollout.retries, range: 0...10)
+            t.rollout.window = Int(try r.duration(section, "window", default: .seconds(86400), range: .seconds(10)...(.seconds(30 * 86400))).seconds)
             t.autoStart = try r.bool(section, "auto_start", default: true)
             templates[type] = t
         }

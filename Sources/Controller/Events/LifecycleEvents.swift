@@ -3,13 +3,7 @@ import Shared
 
 /// A campaign template for one event type (`[event.TYPE]` in controller.conf).
 package struct CampaignTemplate: Sendable, Equatable {
-    package var maxPerMinute = 60
-    package var canary = 0
-    package var abortFailurePercent: Double?
-    package var abortMinExecuted = 1
-    package var deviceTimeout = 600
-    package var retries = 1
-    package var window = 86400
+    package var rollout = CampaignRollout(retries: 1)
     /// Start the campaign at once (false: it waits in draft for an operator).
     package var autoStart = true
 
@@ -73,10 +67,8 @@ package struct LifecycleEvents: Sendable {
             return try retire(selector: selector, reason: why, type: p.type, actor: actor)
         default:
             let t = templates[p.type] ?? CampaignTemplate()
-            var campaign = try campaigns.create(CampaignCreateParams(
-                trigger: p.type, reason: why, selector: selector, maxPerMinute: t.maxPerMinute, canary: t.canary,
-                abortFailurePercent: t.abortFailurePercent, abortMinExecuted: t.abortMinExecuted, deviceTimeout: t.deviceTimeout,
-                retries: t.retries, window: t.window), devices: register.list(), actor: actor)
+            var campaign = try campaigns.create(CampaignCreateParams(trigger: p.type, reason: why, selector: selector, rollout: t.rollout),
+                                                devices: register.list(), actor: actor)
             if t.autoStart { campaign = try campaigns.start(CampaignRef(id: campaign.id, reason: "event \(p.type)"), actor: actor) }
             return EventResult(type: p.type, action: "campaign", campaign: campaign)
         }

@@ -4,6 +4,36 @@ import FoundationEssentials
 import Foundation
 #endif
 
+/// How a campaign rolls out: the same settings in a request, a campaign's
+/// view and an event type's template (controller.conf `[event.TYPE]`).
+package struct CampaignRollout: Codable, Sendable, Equatable {
+    /// Devices sent the rotate command in any 60 s.
+    package var maxPerMinute: Int = 60
+    /// This many devices (the first ones) must succeed before any other is sent.
+    package var canary: Int = 0
+    /// Abort when failures (failed + timed out) reach this share of executed devices…
+    package var abortFailurePercent: Double?
+    /// …once at least this many have executed.
+    package var abortMinExecuted: Int = 1
+    /// Seconds a sent device has to report its new certificate.
+    package var deviceTimeout: Int = 600
+    /// How often a timed-out device is sent the command again.
+    package var retries: Int = 0
+    /// Seconds from the start during which offline devices are waited for.
+    package var window: Int = 86400
+
+    package init(maxPerMinute: Int = 60, canary: Int = 0, abortFailurePercent: Double? = nil, abortMinExecuted: Int = 1, deviceTimeout: Int = 600,
+                 retries: Int = 0, window: Int = 86400) {
+        self.maxPerMinute = maxPerMinute
+        self.canary = canary
+        self.abortFailurePercent = abortFailurePercent
+        self.abortMinExecuted = abortMinExecuted
+        self.deviceTimeout = deviceTimeout
+        self.retries = retries
+        self.window = window
+    }
+}
+
 /// `campaign.create`: a rotation campaign over the devices a selector matches
 /// (resolved when it is created: the campaign's device list does not change).
 package struct CampaignCreateParams: Codable, Sendable {
@@ -12,32 +42,13 @@ package struct CampaignCreateParams: Codable, Sendable {
     package var reason: String
     /// As for revocation: `key=value` terms joined by commas (id, class, site, zone, vendor, model, firmware, tag).
     package var selector: String
-    package var maxPerMinute: Int
-    /// This many devices (the first ones) must succeed before any other is sent.
-    package var canary: Int?
-    /// Abort when failures (failed + timed out) reach this share of executed devices…
-    package var abortFailurePercent: Double?
-    /// …once at least this many have executed.
-    package var abortMinExecuted: Int?
-    /// Seconds a sent device has to report its new certificate.
-    package var deviceTimeout: Int
-    /// How often a timed-out device is sent the command again.
-    package var retries: Int?
-    /// Seconds from the start during which offline devices are waited for.
-    package var window: Int?
+    package var rollout: CampaignRollout
 
-    package init(trigger: String, reason: String, selector: String, maxPerMinute: Int, canary: Int? = nil, abortFailurePercent: Double? = nil,
-                 abortMinExecuted: Int? = nil, deviceTimeout: Int, retries: Int? = nil, window: Int? = nil) {
+    package init(trigger: String, reason: String, selector: String, rollout: CampaignRollout) {
         self.trigger = trigger
         self.reason = reason
         self.selector = selector
-        self.maxPerMinute = maxPerMinute
-        self.canary = canary
-        self.abortFailurePercent = abortFailurePercent
-        self.abortMinExecuted = abortMinExecuted
-        self.deviceTimeout = deviceTimeout
-        self.retries = retries
-        self.window = window
+        self.rollout = rollout
     }
 }
 
@@ -75,13 +86,7 @@ package struct CampaignView: Codable, Sendable {
     package var selector: String
     /// draft, running, paused, completed, aborted, cancelled
     package var state: String
-    package var maxPerMinute: Int
-    package var canary: Int
-    package var abortFailurePercent: Double?
-    package var abortMinExecuted: Int
-    package var deviceTimeout: Int
-    package var retries: Int
-    package var window: Int
+    package var rollout: CampaignRollout
     package var createdBy: String
     package var createdAt: Int64
     package var startedAt: Int64?
@@ -93,8 +98,7 @@ package struct CampaignView: Codable, Sendable {
     /// Present in `campaign.status`, absent in `campaign.list`.
     package var devices: [CampaignDeviceView]?
 
-    package init(id: String, trigger: String, reason: String, selector: String, state: String, maxPerMinute: Int, canary: Int,
-                 abortFailurePercent: Double?, abortMinExecuted: Int, deviceTimeout: Int, retries: Int, window: Int, createdBy: String,
+    package init(id: String, trigger: String, reason: String, selector: String, state: String, rollout: CampaignRollout, createdBy: String,
                  createdAt: Int64, startedAt: Int64?, endedAt: Int64?, endReason: String?, counts: [String: Int], total: Int,
                  devices: [CampaignDeviceView]?) {
         self.id = id
@@ -102,13 +106,7 @@ package struct CampaignView: Codable, Sendable {
         self.reason = reason
         self.selector = selector
         self.state = state
-        self.maxPerMinute = maxPerMinute
-        self.canary = canary
-        self.abortFailurePercent = abortFailurePercent
-        self.abortMinExecuted = abortMinExecuted
-        self.deviceTimeout = deviceTimeout
-        self.retries = retries
-        self.window = window
+        self.rollout = rollout
         self.createdBy = createdBy
         self.createdAt = createdAt
         self.startedAt = startedAt
