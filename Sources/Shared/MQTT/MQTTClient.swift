@@ -189,6 +189,9 @@ final class MQTTSession: @unchecked Sendable {
             mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, lanyard_mqtt_protocol_v5()),
             code: "option_failed", "set MQTT 5")
         try MosquittoStatus.check(mosquitto_threaded_set(mosq, true), code: "option_failed", "set threaded")
+        // Requests and replies are single small packets: Nagle would hold one
+        // back until the previous segment's delayed ACK (~40 ms on loopback).
+        try MosquittoStatus.check(mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1), code: "option_failed", "set TCP_NODELAY")
         // Server verification is always on: SSL_VERIFY_PEER, host name checked.
         try MosquittoStatus.check(
             mosquitto_tls_set(mosq, c.caFile, nil, c.certFile, c.keyFile, nil),
