@@ -8,6 +8,7 @@ func eventCommand(_ type: String) throws {
     guard (args.value("device") == nil) != (args.value("selector") == nil) else { fail("give --device ID or --selector KEY=VALUE", exitUsage) }
     let r = try client.call(.eventPost, EventPostParams(type: type, device: args.value("device"), selector: args.value("selector"),
                                                         reason: reason, ref: args.value("ref")), as: EventResult.self)
+    defer { if r.action == "retire", (r.retirements ?? []).contains(where: \.flagged) { exit(exitPartial) } }
     if json { printJSON(r); return }
     switch r.action {
     case "campaign":
@@ -21,5 +22,4 @@ func eventCommand(_ type: String) throws {
         table(["DEVICE", "KEY WIPE ACKNOWLEDGED", "RETIRED", "NOTE"],
               (r.retirements ?? []).map { [$0.id, $0.keyWipeAcknowledged ? "yes" : "NO", $0.retired ? "yes" : "NO", $0.note ?? "-"] })
     }
-    if r.action == "retire", (r.retirements ?? []).contains(where: { !$0.retired || !$0.keyWipeAcknowledged }) { exit(exitPartial) }
 }

@@ -140,13 +140,13 @@ struct LifecycleEventTests {
         let fleet = try Fleet(ttl: "1h")
         var passed = false
         defer { fleet.shutdown(keep: !passed) }
-        let placement = ["gw-e1": "line-5", "gw-e2": "line-5", "gw-e3": "line-6"]
+        let placement = ["gw-e1": "line-5", "gw-e2": "line-5", "gw-e3": "line-6", "gw-e4": "line-6"]
         for (id, site) in placement.sorted(by: { $0.key < $1.key }) {
             try fleet.register(id)
             try #require(try fleet.ctl(["device", "update", id, "--site", site]).succeeded)
             try fleet.startAgent(id)
         }
-        try await fleet.wait("three agents to enroll and connect", timeout: 30) {
+        try await fleet.wait("four agents to enroll and connect", timeout: 30) {
             try placement.keys.allSatisfy { try fleet.agentStatus($0)["connected"] as? Bool == true }
         }
         let serials = try Dictionary(uniqueKeysWithValues: placement.keys.map { ($0, try fleet.agentStatus($0)["serial"] as? String ?? "") })
@@ -165,6 +165,8 @@ struct LifecycleEventTests {
             }
         }
         #expect(try fleet.agentStatus("gw-e3")["serial"] as? String == serials["gw-e3"], "line 6 was not in the event")
+        // gw-e4 is switched off before its retirement below.
+        fleet.stopAgent("gw-e4")
 
         // 02 — gw-e2 is compromised: revoked at once, its agent erases its key.
         let compromised = try fleet.ctlJSON(["event", "device.compromised", "--device", "gw-e2", "--reason", "tamper alarm", "--ref", "INC-77"])
@@ -176,13 +178,22 @@ struct LifecycleEventTests {
         let retired = try fleet.ctl(["--json", "event", "device.retired", "--device", "gw-e3", "--reason", "line 6 dismantled"])
         #expect(retired.exitCode == 0, "\(retired.stdout) \(retired.stderr)")
         let checks = (try JSONSerialization.jsonObject(with: Data(retired.stdout.utf8)) as? [String: Any])?["retirements"] as? [[String: Any]] ?? []
-        #expect(checks.count == 1 && checks.first?["keyWipeAcknowledged"] as? Bool == true && checks.first?["retired"] as? Bool == true, "\(checks)")
+        #expect(checks.count == 1 && checks.first?["keyWipeAcknowledged"] as? Bool == true && checks.first?["retired"] as? Bool == true
+                && checks.first?["flagged"] as? Bool == false, "\(checks)")
         try await fleet.wait("gw-e3's agent to exit as retired", timeout: 15) { fleet.agent("gw-e3")?.terminationStatus == 4 }
         #expect(try fleet.ctlJSON(["device", "show", "gw-e3"])["state"] as? String == "retired")
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: fleet.stateDirectory("gw-e3")).filter { $0.hasPrefix("gen-") || $0 == "current" }
         #expect(leftovers.isEmpty, "credential files left after retirement: \(leftovers)")
         let audit = try fleet.ctl(["audit", "export"]).stdout
         #expect(audit.contains("event.firmware.updated") && audit.contains("ref=CHG-1234") && audit.contains("device.retirement-check"), "\(audit.suffix(800))")
+
+        // 03b — a device that never confirms the wipe (off): revoked and retired all the same, but flagged, and lanyardctl exits 2.
+        let unconfirmed = try fleet.ctl(["--json", "event", "device.retired", "--device", "gw-e4", "--reason", "line 6 dismantled"])
+        #expect(unconfirmed.exitCode == 2, "\(unconfirmed.stdout) \(unconfirmed.stderr)")
+        let flagged = (try JSONSerialization.jsonObject(with: Data(unconfirmed.stdout.utf8)) as? [String: Any])?["retirements"] as? [[String: Any]] ?? []
+        #expect(flagged.first?["flagged"] as? Bool == true && flagged.first?["keyWipeAcknowledged"] as? Bool == false
+                && flagged.first?["retired"] as? Bool == true, "\(flagged)")
+        #expect(try fleet.ctl(["audit", "export"]).stdout.contains("\"flagged\""))
 
         // 04 — an unknown event type is refused.
         #expect(try fleet.ctl(["event", "moon.phase", "--device", "gw-e1", "--reason", "x"]).exitCode == 1)

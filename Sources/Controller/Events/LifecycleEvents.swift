@@ -115,9 +115,9 @@ package struct LifecycleEvents: Sendable {
                 check.note = [check.note, sent[d.id] == nil ? "no credential to wipe" : "the agent did not confirm the key wipe: check the device"]
                     .compactMap { $0 }.joined(separator: "; ")
             }
-            let flagged = !check.keyWipeAcknowledged && sent[d.id] != nil
+            check.flagged = !check.retired || (!check.keyWipeAcknowledged && sent[d.id] != nil)
             try store.withConnection { db in
-                try db.audit(time: clock(), actor: actor, action: "device.retirement-check", target: d.id, outcome: flagged ? "flagged" : "ok",
+                try db.audit(time: clock(), actor: actor, action: "device.retirement-check", target: d.id, outcome: check.flagged ? "flagged" : "ok",
                              detail: "key_wipe_acknowledged=\(check.keyWipeAcknowledged) retired=\(check.retired)\(check.note.map { " note=\($0.prefix(160))" } ?? "")")
             }
             checks.append(check)

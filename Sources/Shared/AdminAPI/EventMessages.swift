@@ -32,12 +32,15 @@ package struct RetirementCheck: Codable, Sendable, Equatable {
     package var keyWipeAcknowledged: Bool
     /// The register says retired.
     package var retired: Bool
+    /// Someone must look at the device: it held a credential and did not confirm the wipe, or it could not be retired.
+    package var flagged: Bool
     package var note: String?
 
-    package init(id: String, keyWipeAcknowledged: Bool, retired: Bool, note: String? = nil) {
+    package init(id: String, keyWipeAcknowledged: Bool, retired: Bool, flagged: Bool = false, note: String? = nil) {
         self.id = id
         self.keyWipeAcknowledged = keyWipeAcknowledged
         self.retired = retired
+        self.flagged = flagged
         self.note = note
     }
 }
