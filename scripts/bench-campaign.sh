@@ -20,6 +20,7 @@
 #   BENCH_ENROLL_CONCURRENCY enrollment requests in flight (default 32)
 #   BENCH_THREADS            simulator threads per process (default 2)
 #   BENCH_PERF               1: perf record -g the controller during the campaign (bench/results/campaign-perf.txt)
+#   BENCH_KEEP               1: keep the work directory (controller log, event log, raw JSON)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,7 +47,7 @@ cleanup() {
   [ -n "$perf_pid" ] && kill -INT "$perf_pid" 2>/dev/null || true
   if [ -n "$sim_pid" ]; then touch "$work/stop"; sleep 1; kill "$sim_pid" 2>/dev/null || true; fi
   fleet_cleanup
-  rm -rf "$work"
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "(kept: $work)" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
 ulimit -n "$(ulimit -Hn)"
@@ -227,6 +228,8 @@ if bulk > 0:
         "callStartToBrokerRefusalMs": {"n": len(refused), "p50": pct(refused, 50) and pct(refused, 50) * 1000,
                                        "p99": pct(refused, 99) and pct(refused, 99) * 1000, "max": refused and max(refused) * 1000},
         "refusalsMissing": len(revoked) - len(refused),
+        "sessionCutErrors": __import__("collections").Counter(str(x.get("sessionCutError"))[:200] for x in res if not x.get("sessionCut")),
+        "callStartToBrokerRefusalHistogramS": __import__("collections").Counter(int(x) for x in refused),
     }
     if "error" in rv: bulk_out["error"] = rv
     json.dump(bulk_out, open(os.path.join(out, "bulk-revocation.json"), "w"), indent=2, sort_keys=True)
