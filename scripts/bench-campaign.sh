@@ -91,6 +91,7 @@ read -r c_cpu0 c_rss0 _ < <(usage "$cpid"); read -r b_cpu0 b_rss0 _ < <(usage "$
 c_peak="$c_rss0"; b_peak="$b_rss0"
 t0=$(now)
 "$ctl" --json campaign start "$cid" >/dev/null
+t_started=$(now)
 state=running
 deadline=$(( $(date +%s) + 3600 ))
 : >"$work/progress"
@@ -114,8 +115,12 @@ t1=$(now)
 read -r c_cpu1 c_rss1 c_hwm1 < <(usage "$cpid"); read -r b_cpu1 b_rss1 _ < <(usage "$bpid")
 if [ -n "$perf_pid" ]; then
   kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""
-  perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^$' | head -80 >"$root/bench/results/campaign-perf.txt" || true
-  perf report -i "$work/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep '%' | head -20 >>"$root/bench/results/campaign-perf.txt" || true
+  { echo "# perf record -F 499 -g -p <controller> during the campaign ($devices devices); flat, self time"
+    perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep '%' | head -15
+    perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null | grep '%' | head -50
+    echo "# inclusive (children), our code and SQLite/fsync"
+    perf report -i "$work/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep '%' | grep -i 'Controller\|Shared\|sqlite3_step\|fdatasync\|Campaign\|Command' | head -40
+  } >"$root/bench/results/campaign-perf.txt" || true
 fi
 "$ctl" --json campaign status "$cid" >"$work/campaign-status.json"
 tail -3 "$work/progress"
@@ -146,14 +151,14 @@ wait "$sim_pid" || true
 sim_pid=""
 
 python3 - "$work" "$root/bench/results" "$machine" "$devices" "$bulk" "$cid" "$t0" "$t1" \
-  "$c_cpu0 $c_cpu1 $c_peak $c_hwm1 $b_cpu0 $b_cpu1 $b_peak" "$r0 $r1 $revoke_status $rc_cpu0 $rc_cpu1" \
+  "$c_cpu0 $c_cpu1 $c_peak $c_hwm1 $b_cpu0 $b_cpu1 $b_peak" "$r0 $r1 $revoke_status $rc_cpu0 $rc_cpu1 $t_started" \
   "${sim_command[*]}" "${campaign_cmd[*]#"$release/"}" "${revoke_cmd[*]#"$release/"}" <<'PY'
 import json, os, sys, datetime
 work, out, machine = sys.argv[1], sys.argv[2], sys.argv[3]
 devices, bulk, cid = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 t0, t1 = float(sys.argv[7]), float(sys.argv[8])
 c_cpu0, c_cpu1, c_peak, c_hwm, b_cpu0, b_cpu1, b_peak = map(float, sys.argv[9].split())
-r0, r1, revoke_status, rc_cpu0, rc_cpu1 = map(float, sys.argv[10].split())
+r0, r1, revoke_status, rc_cpu0, rc_cpu1, t_started = map(float, sys.argv[10].split())
 sim_cmd, campaign_cmd, revoke_cmd = sys.argv[11], "lanyardctl " + sys.argv[12].split("lanyardctl ", 1)[-1], "lanyardctl " + sys.argv[13].split("lanyardctl ", 1)[-1]
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -182,6 +187,10 @@ campaign = {
     "state": status.get("state"), "endReason": status.get("endReason"),
     "counts": counts, "total": status.get("total"),
     "secondsStartToEnd": wall,
+    "startCallSeconds": t_started - t0,
+    "firstPollAnsweredSeconds": float(open(os.path.join(work, "progress")).readline().split()[0]),
+    "lastSucceededSeconds": next((float(l.split()[0]) for l in open(os.path.join(work, "progress"))
+                                  if f"succeeded={counts.get('succeeded', 0)}" in l.split()), None),
     "controllerSecondsStartToEnd": (status.get("endedAt") or 0) - (status.get("startedAt") or 0) if status.get("endedAt") else None,
     "succeededPerSecond": counts.get("succeeded", 0) / wall if wall > 0 else None,
     "rotateCommandVerifiedSeconds": {"n": len(command), "p50": pct(command, 50), "p99": pct(command, 99), "max": max(command) if command else None},
@@ -200,7 +209,9 @@ print("|---|---|")
 print(f"| end state | {campaign['state']} ({campaign['endReason'] or '-'}) |")
 print(f"| `campaign start` → `completed` (polled every 0.5 s) | {wall:.1f} s |")
 print(f"| succeeded / failed / timed out / skipped | {counts.get('succeeded',0)} / {counts.get('failed',0)} / {counts.get('timed_out',0)} / {counts.get('skipped',0)} of {status.get('total')} |")
-print(f"| throughput | {campaign['succeededPerSecond'] or 0:.1f} devices/s |")
+print(f"| last device marked succeeded (polled) | {f(campaign['lastSucceededSeconds'])} s |")
+print(f"| throughput (succeeded ÷ start-to-end) | {campaign['succeededPerSecond'] or 0:.1f} devices/s |")
+print(f"| `campaign start` call / first `campaign list` answered | {campaign['startCallSeconds']:.1f} s / {campaign['firstPollAnsweredSeconds']:.1f} s |")
 r = campaign["rotateCommandVerifiedSeconds"]; s = campaign["stateReportedWithNewSerialSeconds"]
 print(f"| start → device verified its rotate command, p50 / p99 / max | {f(r['p50'])} / {f(r['p99'])} / {f(r['max'])} s (n={r['n']}) |")
 print(f"| start → device reported the new serial, p50 / p99 / max | {f(s['p50'])} / {f(s['p99'])} / {f(s['max'])} s (n={s['n']}) |")
