@@ -42,8 +42,8 @@ bench: footprint
 	$(SWIFT) build -c release --product lanyard-bench
 	$(SWIFT) build -c release --product lanyard-fleetsim
 	@scripts/bench.sh
-	@scripts/bench-campaign.sh
 	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --register 100000 --json bench/results/register.json
+	@scripts/bench-campaign.sh
 
 clean:
 	rm -rf .build

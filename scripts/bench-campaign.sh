@@ -13,6 +13,7 @@
 # tags the first BENCH_BULK_REVOKE devices `bench-revoke` at registration, and
 # holds, following commands, until this script is done.
 # Markdown on stdout, JSON in bench/results/campaign.json and bench/results/bulk-revocation.json.
+# Exit 1 when a device did not rotate or the revocation call exited non-zero (figures still written).
 # Sizes (environment):
 #   BENCH_CAMPAIGN_DEVICES   simulated devices (default 300)
 #   BENCH_BULK_REVOKE        devices revoked in one call (default 100; 0: skip)
@@ -257,3 +258,10 @@ if bulk > 0:
           f"{bulk_out['refusalsMissing']} revoked device(s) without an observed refusal.")
 PY
 echo "(JSON: bench/results/campaign.json$([ "$bulk" -gt 0 ] && echo ", bench/results/bulk-revocation.json"))"
+# Exit 1 unless every device rotated (campaign completed, all succeeded) and the revocation call exited 0
+# (it exits 2 when a broker reload, command or session cut failed).
+python3 - "$root/bench/results/campaign.json" <<'PY' && [ "$revoke_status" = 0 ]
+import json, sys
+c = json.load(open(sys.argv[1]))
+sys.exit(0 if c.get("state") == "completed" and c["counts"].get("succeeded", 0) == c.get("total") else 1)
+PY
