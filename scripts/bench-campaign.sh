@@ -15,8 +15,8 @@
 # Markdown on stdout, JSON in bench/results/campaign.json and bench/results/bulk-revocation.json.
 # Exit 1 when a device did not rotate or the revocation call exited non-zero (figures still written).
 # Sizes (environment):
-#   BENCH_CAMPAIGN_DEVICES   simulated devices (default 300)
-#   BENCH_BULK_REVOKE        devices revoked in one call (default 100; 0: skip)
+#   BENCH_CAMPAIGN_DEVICES   simulated devices (default 1000)
+#   BENCH_BULK_REVOKE        devices revoked in one call (default 1000, the issue-6 target size; 0: skip)
 #   BENCH_CAMPAIGN_TIMEOUT   per-device campaign timeout (default 5m)
 #   BENCH_ENROLL_CONCURRENCY enrollment requests in flight (default 32)
 #   BENCH_THREADS            simulator threads per process (default 2)
@@ -30,8 +30,8 @@ LANYARD_BIN="$release"
 for b in lanyard-fleetsim lanyard-controller lanyardctl; do
   [ -x "$release/$b" ] || { echo "bench-campaign: $release/$b is missing; run make bench" >&2; exit 1; }
 done
-devices="${BENCH_CAMPAIGN_DEVICES:-300}"
-bulk="${BENCH_BULK_REVOKE:-100}"
+devices="${BENCH_CAMPAIGN_DEVICES:-1000}"
+bulk="${BENCH_BULK_REVOKE:-1000}"
 timeout="${BENCH_CAMPAIGN_TIMEOUT:-5m}"
 [ "$bulk" -le "$devices" ] || { echo "bench-campaign: BENCH_BULK_REVOKE ($bulk) > BENCH_CAMPAIGN_DEVICES ($devices)" >&2; exit 64; }
 mkdir -p "$root/bench/results"
