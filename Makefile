@@ -35,12 +35,15 @@ footprint: release
 # with the fleet simulator next to the crypto bound of the same run,
 # controller CPU per certificate, revocation time (scripts/bench.sh; sizes:
 # BENCH_* variables there), and a 100 000-device register (import, list,
-# filter, export, findings, report); Markdown on stdout, JSON under bench/results/.
+# filter, export, findings, report); a rotation campaign over the simulated fleet and
+# a bulk revocation (scripts/bench-campaign.sh; BENCH_CAMPAIGN_DEVICES, BENCH_BULK_REVOKE);
+# Markdown on stdout, JSON under bench/results/.
 bench: footprint
 	$(SWIFT) build -c release --product lanyard-bench
 	$(SWIFT) build -c release --product lanyard-fleetsim
 	@scripts/bench.sh
 	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --register 100000 --json bench/results/register.json
+	@scripts/bench-campaign.sh
 
 clean:
 	rm -rf .build

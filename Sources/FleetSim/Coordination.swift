@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Synchronization
 
 /// Monotonic nanoseconds (CLOCK_MONOTONIC): every duration the simulator reports.
@@ -85,9 +86,13 @@ final class FleetState: Sendable {
     private let revocationStarts = Mutex<[Int: UInt64]>([:])
     private let revocationResults = Mutex<[Int: RevocationTiming]>([:])
 
-    init(issueConcurrency: Int, connectConcurrency: Int) {
+    /// `--event-log`: one line per observation, for timings whose start only the caller knows.
+    let eventLog: EventLog?
+
+    init(issueConcurrency: Int, connectConcurrency: Int, eventLog: EventLog? = nil) {
         issueSlots = SlotPool(limit: issueConcurrency)
         connectSlots = SlotPool(limit: connectConcurrency)
+        self.eventLog = eventLog
     }
 
     var phase: SimulationPhase { phaseBox.withLock { $0 } }
@@ -124,6 +129,30 @@ final class FleetState: Sendable {
         }
     }
     func revocation(device: Int) -> RevocationTiming? { revocationResults.withLock { $0[device] } }
+}
+
+/// `--event-log FILE`: `<event> <device id> <Unix time, seconds with 6 decimals>` per line,
+/// appended with O_APPEND so the worker processes can share one file. Events:
+/// `command-revoke` (a signed revoke verified), `refused` (the broker refused the
+/// revoked certificate's handshake), `command-rotate`, `rotated` (state with the new
+/// serial published after the reconnect). For revocations the simulator did not start
+/// itself (`lanyardctl revoke --selector` run by a script), the caller subtracts its own start time.
+final class EventLog: Sendable {
+    private let fd: Int32
+
+    init(path: String) throws {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw WireError(.badRequest, "cannot open --event-log \(path): errno \(errno)") }
+    }
+
+    deinit { close(fd) }
+
+    func note(_ event: String, _ device: DeviceID) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let line = "\(event) \(device.rawValue) \(now.tv_sec).\(String(format: "%06d", now.tv_nsec / 1000))\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+    }
 }
 
 /// Seconds from the admin call to each observation, for one revoked device.

@@ -110,6 +110,7 @@ package final class FleetCoordinator {
         var current: (label: String, start: UInt64, controller: ProcessUsage?, broker: ProcessUsage?)?
         for label in measured + ["revoke", "hold", "end"] {
             waitForAll(label)
+            if label == "hold", let ready = c.readyFile { _ = FileManager.default.createFile(atPath: ready, contents: nil) }
             let now = monotonicNanoseconds()
             if let open = current {
                 spans[open.label] = (Double(now - open.start) / 1e9, (open.controller, c.controllerPID.flatMap(ProcessUsage.sample)),
@@ -192,6 +193,10 @@ package final class FleetCoordinator {
             "--json", "\(directory)/worker-\(index).json",
         ]
         if c.tcpNoDelay { arguments.append("--tcp-nodelay") }
+        if let site = c.site { arguments += ["--site", site] }
+        if let tag = c.tag { arguments += ["--tag", tag, "--tagged", String(c.tagged)] }
+        if let path = c.eventLogPath { arguments += ["--event-log", path] }
+        if let path = c.stopFile { arguments += ["--stop-file", path] }
         if c.multiplex > 0 {
             arguments += ["--multiplex", String(max(1, c.multiplex / processes)), "--mux-port", String(c.multiplexPort)]
         }

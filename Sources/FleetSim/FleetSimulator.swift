@@ -38,7 +38,8 @@ package final class FleetSimulator {
         guard !trust.isEmpty else { throw WireError(.badRequest, "no certificates in \(c.bundlePath)") }
         let status = try admin.call(.status, Empty(), as: ControllerStatus.self)
         let trustStore = try TLSTrustStore(trustAnchors: trust)
-        let state = FleetState(issueConcurrency: c.enrollConcurrency, connectConcurrency: c.connectConcurrency)
+        let state = FleetState(issueConcurrency: c.enrollConcurrency, connectConcurrency: c.connectConcurrency,
+                               eventLog: try c.eventLogPath.map { try EventLog(path: $0) })
         let context = ShardContext(configuration: c, trustAnchors: trust, trustStore: trustStore,
                                    bootstrapTLS: try TLSClientContext(trust: trustStore, serverName: c.host), trustDomain: status.trustDomain,
                                    state: state)
@@ -53,7 +54,10 @@ package final class FleetSimulator {
                           "procurement": "vendor-management", "business": "plant-manager"]
             var lastReport = t0
             for device in devices {
-                _ = try admin.call(.deviceAdd, DeviceAddParams(id: device.id.rawValue, deviceClass: "default", owners: owners), as: DeviceView.self)
+                let tagged = c.tag != nil && c.offset + device.index < c.tagged
+                let attributes = c.site == nil && !tagged ? nil : DeviceAttributes(site: c.site, tags: tagged ? [c.tag!] : nil)
+                _ = try admin.call(.deviceAdd, DeviceAddParams(id: device.id.rawValue, deviceClass: "default", owners: owners, attributes: attributes),
+                                   as: DeviceView.self)
                 let approval = try admin.call(.deviceApprove, DeviceApproveParams(id: device.id.rawValue, tokenTTL: 86400), as: ApprovalResult.self)
                 device.token = approval.token
                 let now = monotonicNanoseconds()
@@ -104,8 +108,10 @@ package final class FleetSimulator {
         if allComplete { barrier?("hold") }
         if allComplete, c.holdSeconds > 0 {
             state.setPhase(.hold)
+            if barrier == nil, let ready = c.readyFile { _ = FileManager.default.createFile(atPath: ready, contents: nil) }
             let end = monotonicNanoseconds() + UInt64(c.holdSeconds * 1e9)
             while monotonicNanoseconds() < end {
+                if let stop = c.stopFile, FileManager.default.fileExists(atPath: stop) { break }
                 Thread.sleep(forTimeInterval: min(1, Double(end - monotonicNanoseconds()) / 1e9))
                 if c.progress { log(progressLine(state, phase: .hold)) }
             }

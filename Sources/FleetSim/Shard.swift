@@ -240,7 +240,7 @@ final class Shard: @unchecked Sendable {
     }
 
     /// Makes a new key and request (enrollment if the device has no certificate yet).
-    private func beginRequest(_ device: VirtualDevice, reason: String = "scheduled") {
+    private func beginRequest(_ device: VirtualDevice, reason: String = "scheduled", campaign: String? = nil) {
         do {
             let key = try PrivateKey.generateP256()
             let csr = try CertificateSigningRequest.make(commonName: device.id.rawValue, key: key).pem
@@ -255,7 +255,7 @@ final class Shard: @unchecked Sendable {
                     wantConnect(device, .bootstrap)
                 }
             } else {
-                let request = RenewRequest(requestId: requestID, csr: csr, reason: reason, currentSerial: device.serial)
+                let request = RenewRequest(requestId: requestID, csr: csr, reason: reason, campaignId: campaign, currentSerial: device.serial)
                 device.pending = PendingRequest(kind: .renew(reason: reason), requestID: requestID, key: key, topic: device.topics.renewRequest,
                                                 payload: WireCodec.encode(request))
                 if multiplexed {
@@ -390,7 +390,13 @@ final class Shard: @unchecked Sendable {
         releaseConnectSlot(device)
         device.consecutiveFailures = 0
         if device.link == .operational {
+            // Like the agent: the state (with the serial in use) after every connect,
+            // so after a rotation it reports the new certificate from the new session.
             publishState(device, "active")
+            if device.rotationToReport {
+                device.rotationToReport = false
+                state.eventLog?.note("rotated", device.id)
+            }
         }
         if device.pending != nil {
             publishPending(device)
@@ -402,6 +408,14 @@ final class Shard: @unchecked Sendable {
 
     /// Counts phase progress and starts the next renewal when one is due.
     private func reachedReady(_ device: VirtualDevice) {
+        if device.rotationDue, device.pending == nil {
+            device.rotationDue = false
+            device.stage = .queuedForIssue
+            let campaign = device.rotationCampaign
+            device.rotationCampaign = nil
+            beginRequest(device, reason: campaign == nil ? "forced" : "campaign", campaign: campaign)
+            return
+        }
         if !device.onlineCounted {
             device.onlineCounted = true
             state.online.add(1, ordering: .relaxed)
@@ -451,7 +465,8 @@ final class Shard: @unchecked Sendable {
                 state.enrolled.add(1, ordering: .relaxed)
                 state.recordLatency("enroll", seconds: seconds)
             case .renew(let reason):
-                if reason == "forced" {
+                if reason == "forced" || reason == "campaign" {
+                    device.rotationToReport = true
                     state.rotationsFollowed.add(1, ordering: .relaxed)
                     state.recordLatency("rotate", seconds: seconds)
                 } else {
@@ -504,12 +519,21 @@ final class Shard: @unchecked Sendable {
             case "ping":
                 publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
             case "rotate":
+                // As the agent: ack, renew at once (reason `campaign` with the campaign id,
+                // which the controller needs to count the rotation for the campaign), then
+                // reconnect on the new certificate and report its serial (subscribed()).
                 publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
+                state.eventLog?.note("command-rotate", device.id)
+                let campaign = claims.args?["campaign"]
                 if device.pending == nil, device.stage == .ready {
                     device.stage = .queuedForIssue
-                    beginRequest(device, reason: "forced")
+                    beginRequest(device, reason: campaign == nil ? "forced" : "campaign", campaign: campaign)
+                } else if device.pending == nil || device.pending?.kind == .renew(reason: "scheduled") {
+                    device.rotationDue = true
+                    device.rotationCampaign = campaign
                 }
             case "revoke":
+                state.eventLog?.note("command-revoke", device.id)
                 if let start = state.revocationStart(device: device.index) {
                     let seconds = Double(monotonicNanoseconds() &- start) / 1e9
                     state.updateRevocation(device: device.index) { $0.commandVerified = seconds }
@@ -685,6 +709,7 @@ final class Shard: @unchecked Sendable {
                     timing.refusalReason = String(reason.prefix(200))
                 }
                 state.revocationsFollowed.add(1, ordering: .relaxed)
+                state.eventLog?.note("refused", device.id)
                 device.key = nil
                 device.chain = []
                 device.stage = .revoked

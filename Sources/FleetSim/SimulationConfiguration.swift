@@ -46,6 +46,17 @@ package struct SimulationConfiguration: Sendable {
     /// Processes whose CPU time and memory are measured per phase (from /proc).
     package var controllerPID: Int32?
     package var brokerPID: Int32?
+    /// Register every device with this site (selector `site=…` for campaigns and bulk revocation).
+    package var site: String?
+    /// Register the first `tagged` devices (by number, across worker processes) with this tag.
+    package var tag: String?
+    package var tagged = 0
+    /// Append timestamped observations (revoke command verified, broker refusal, rotation) to this file.
+    package var eventLogPath: String?
+    /// Created once every device is online and the hold begins (a script waits for it).
+    package var readyFile: String?
+    /// The hold ends early once this file exists.
+    package var stopFile: String?
     /// Progress lines on stderr once a second.
     package var progress = true
 
@@ -74,6 +85,9 @@ package struct SimulationConfiguration: Sendable {
         }
         guard (1...10_000).contains(connectConcurrency) else { throw bad("--connect-concurrency must be 1...10000") }
         guard (0...devices).contains(revocations) else { throw bad("--revoke must be 0...devices") }
+        guard tagged >= 0, tag == nil || !(tag!.isEmpty || tag!.count > 64 || tag!.contains(",")),
+            site == nil || !(site!.isEmpty || site!.count > 64 || site!.contains(","))
+        else { throw bad("--site and --tag must be 1...64 characters without commas") }
         guard holdSeconds >= 0, requestTimeout > 0, phaseTimeout > 0, (5...65535).contains(keepAlive) else { throw bad("bad timing option") }
     }
 

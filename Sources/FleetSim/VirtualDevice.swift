@@ -7,7 +7,8 @@ import Shared
 struct PendingRequest {
     enum Kind: Equatable {
         case enroll
-        /// `scheduled` (a renewal round) or `forced` (after a rotate command).
+        /// `scheduled` (a renewal round), `forced` (after a rotate command) or
+        /// `campaign` (after a rotate command with `args.campaign`).
         case renew(reason: String)
     }
 
@@ -99,6 +100,11 @@ final class VirtualDevice {
     var probeStartedAt: UInt64 = 0
     /// Disconnect when this publish is acknowledged.
     var closeAfterMID: Int32 = -1
+    /// A rotation's certificate is installed: report the state (with its serial) once reconnected on it.
+    var rotationToReport = false
+    /// A rotate command came while the device was busy (reconnecting, renewing): rotate once ready, as the agent does.
+    var rotationDue = false
+    var rotationCampaign: String?
 
     init(index: Int, id: DeviceID) {
         self.index = index

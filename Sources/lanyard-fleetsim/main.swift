@@ -19,6 +19,12 @@ usage: lanyard-fleetsim run --devices N --bundle FILE --socket ADMIN_SOCKET --po
                              (bench/broker/; never in a deployment) instead of one connection each
   --revoke N                 revoke N devices one by one; time command and broker refusal (default 0)
   --hold SECONDS             stay online afterwards, following commands (default 0)
+  --ready-file FILE          create FILE when every device is online and the hold begins
+  --stop-file FILE           end the hold early once FILE exists
+  --site NAME                register the devices with site NAME (a selector for campaigns and revocation)
+  --tag NAME --tagged N      register the first N devices (default all) with tag NAME
+  --event-log FILE           append '<event> <device> <unix seconds>' lines: command-revoke, refused,
+                             command-rotate, rotated (for revocations and campaigns started by someone else)
   --request-timeout SECONDS  re-send an unanswered request (default 20)
   --phase-timeout SECONDS    give up on a phase (default 900)
   --controller-pid PID       measure the controller's CPU and RSS per phase
@@ -40,6 +46,7 @@ do {
         "devices", "bundle", "socket", "port", "bootstrap-port", "host", "prefix", "threads", "enroll-concurrency", "rounds",
         "connect-concurrency", "revoke", "hold", "request-timeout", "phase-timeout", "controller-pid", "broker-pid", "json",
         "processes", "offset", "worker-dir", "worker-index", "multiplex", "mux-port",
+        "ready-file", "stop-file", "site", "tag", "tagged", "event-log",
     ], flagOptions: ["quiet", "help", "tcp-nodelay"])
 } catch {
     fail("\(error)\n\(usage)", 64)
@@ -79,6 +86,12 @@ configuration.enrollConcurrency = integer("enroll-concurrency", configuration.en
 configuration.connectConcurrency = integer("connect-concurrency", configuration.connectConcurrency)
 configuration.revocations = integer("revoke", 0)
 configuration.holdSeconds = seconds("hold", 0)
+configuration.readyFile = arguments.value("ready-file")
+configuration.stopFile = arguments.value("stop-file")
+configuration.site = arguments.value("site")
+configuration.tag = arguments.value("tag")
+configuration.tagged = integer("tagged", configuration.tag == nil ? 0 : configuration.devices)
+configuration.eventLogPath = arguments.value("event-log")
 configuration.requestTimeout = seconds("request-timeout", configuration.requestTimeout)
 configuration.phaseTimeout = seconds("phase-timeout", configuration.phaseTimeout)
 configuration.progress = !arguments.flag("quiet")

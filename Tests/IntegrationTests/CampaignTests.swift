@@ -69,7 +69,7 @@ struct CampaignTests {
 
         // 03 — the controller dies (kill -9) and comes back; resumed, the campaign finishes.
         fleet.controller?.signal(SIGKILL)
-        _ = fleet.controller?.wait(timeout: 5)
+        if let controller = fleet.controller { _ = try await offPool { controller.wait(timeout: 5) } }
         fleet.stopController()
         try fleet.startController()
         try fleet.ctl(["campaign", "resume", campaign])

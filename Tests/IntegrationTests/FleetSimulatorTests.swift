@@ -16,12 +16,12 @@ struct FleetSimulatorTests {
         let devices = 20
 
         // 01 — run the simulator: enrollment, one renewal round, one revocation.
-        let run = try TestProcess.run("\(fleet.bin)/lanyard-fleetsim", [
+        let run = try await offPool { try TestProcess.run("\(fleet.bin)/lanyard-fleetsim", [
             "run", "--devices", String(devices), "--prefix", "fs", "--bundle", fleet.bundle, "--socket", fleet.socket,
             "--port", String(fleet.broker.operationalPort), "--bootstrap-port", String(fleet.broker.bootstrapPort),
             "--enroll-concurrency", "8", "--rounds", "4", "--revoke", "1", "--broker-pid", String(fleet.broker.pid),
             "--phase-timeout", "20", "--quiet", "--json", "-",
-        ], timeout: 60)
+        ], timeout: 60) }
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any],
                                    "no JSON summary: \(run.stdout) \(run.stderr)")
         #expect(run.exitCode == 0, "fleetsim exit \(run.exitCode): \(run.stderr)")
@@ -68,12 +68,12 @@ struct FleetSimulatorTests {
         let devices = 30
         let benchPort = try #require(fleet.broker.benchPort)
 
-        let run = try TestProcess.run("\(fleet.bin)/lanyard-fleetsim", [
+        let run = try await offPool { try TestProcess.run("\(fleet.bin)/lanyard-fleetsim", [
             "run", "--devices", String(devices), "--prefix", "mx", "--bundle", fleet.bundle, "--socket", fleet.socket,
             "--port", String(fleet.broker.operationalPort), "--bootstrap-port", String(fleet.broker.bootstrapPort),
             "--multiplex", "3", "--mux-port", String(benchPort), "--enroll-concurrency", "8", "--rounds", "8", "--revoke", "1",
             "--phase-timeout", "20", "--quiet", "--json", "-",
-        ], timeout: 60)
+        ], timeout: 60) }
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any],
                                    "no JSON summary: \(run.stdout) \(run.stderr)")
         #expect(run.exitCode == 0, "fleetsim exit \(run.exitCode): \(run.stderr)")
@@ -119,7 +119,7 @@ struct FleetSimulatorTests {
         let ack = try fleet.sendCommand("rt-0000001", "rotate", seq: 1)
         #expect(ack?.outcome == "done", "ack: \(ack?.raw ?? "none")")
         try fleet.startController()
-        #expect(sim.wait(timeout: 25) == 0, "fleetsim: \((try? String(contentsOfFile: "\(fleet.directory)/fleetsim.log", encoding: .utf8)) ?? "")")
+        #expect(try await offPool { sim.wait(timeout: 25) } == 0, "fleetsim: \((try? String(contentsOfFile: "\(fleet.directory)/fleetsim.log", encoding: .utf8)) ?? "")")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
         let counters = summary["counters"] as? [String: Int] ?? [:]
         #expect(counters["rotationsFollowed"] == 1)
@@ -127,6 +127,61 @@ struct FleetSimulatorTests {
         let shown = try fleet.ctlJSON(["device", "show", "rt-0000001"])
         #expect((shown["certificates"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String }.sorted() == ["enroll", "renew"],
                 "the rotation produced a renewal in the register")
+        passed = true
+    }
+
+    @Test("a campaign over simulated devices (site selector): each renews with the campaign id, reports the new serial and is marked succeeded; a tag selects exactly the devices to revoke")
+    func campaignAndBulkRevocation() async throws {
+        let fleet = try Fleet(ttl: "1h")
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        let dir = fleet.directory
+        let sim = try ChildProcess("\(fleet.bin)/lanyard-fleetsim", [
+            "run", "--devices", "6", "--prefix", "cp", "--site", "bench-site", "--tag", "bench-revoke", "--tagged", "2",
+            "--bundle", fleet.bundle, "--socket", fleet.socket,
+            "--port", String(fleet.broker.operationalPort), "--bootstrap-port", String(fleet.broker.bootstrapPort),
+            "--rounds", "none", "--hold", "60", "--ready-file", "\(dir)/ready", "--stop-file", "\(dir)/stop",
+            "--event-log", "\(dir)/events", "--quiet", "--json", "\(dir)/fleetsim.json",
+        ], outputPath: "\(dir)/fleetsim.log")
+        defer { sim.terminate() }
+        try await fleet.wait("the simulated devices online", timeout: 20) { FileManager.default.fileExists(atPath: "\(dir)/ready") }
+
+        // 01 — the campaign, selected by the site the simulator registered.
+        let created = try fleet.ctlJSON(["campaign", "create", "--selector", "site=bench-site", "--reason", "test", "--max-per-minute", "1000",
+                                         "--timeout", "30s"])
+        let id = try #require(created["id"] as? String)
+        #expect(created["total"] as? Int == 6)
+        _ = try fleet.ctlJSON(["campaign", "start", id])
+        var status: [String: Any] = [:]
+        try await fleet.wait("the campaign completed", timeout: 30) {
+            status = try fleet.ctlJSON(["campaign", "status", id])
+            return status["state"] as? String != "running"
+        }
+        #expect(status["state"] as? String == "completed")
+        #expect((status["counts"] as? [String: Int])?["succeeded"] == 6, "\(status)")
+        let devices = status["devices"] as? [[String: Any]] ?? []
+        for device in devices {
+            let shown = try fleet.ctlJSON(["device", "show", device["id"] as? String ?? ""])
+            let serials = (shown["certificates"] as? [[String: Any]] ?? []).compactMap { $0["serial"] as? String }
+            #expect(serials.contains(device["issuedSerial"] as? String ?? "-"), "the campaign's serial is in the register")
+        }
+        let events = (try? String(contentsOfFile: "\(dir)/events", encoding: .utf8)) ?? ""
+        #expect(events.split(separator: "\n").filter { $0.hasPrefix("rotated ") }.count == 6, "\(events)")
+
+        // 02 — the tag matches exactly the first two devices; their revocation is observed by the simulator.
+        let revoked = try fleet.ctlJSON(["revoke", "--selector", "tag=bench-revoke", "--reason", "keyCompromise"])
+        #expect((revoked["matched"] as? [String])?.sorted() == ["cp-0000000", "cp-0000001"])
+        try await fleet.wait("the broker refused both revoked certificates", timeout: 20) {
+            let lines = ((try? String(contentsOfFile: "\(dir)/events", encoding: .utf8)) ?? "").split(separator: "\n")
+            return lines.filter { $0.hasPrefix("refused ") }.count == 2
+        }
+        FileManager.default.createFile(atPath: "\(dir)/stop", contents: nil)
+        #expect(try await offPool { sim.wait(timeout: 20) } == 0, "fleetsim: \((try? String(contentsOfFile: "\(dir)/fleetsim.log", encoding: .utf8)) ?? "")")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/fleetsim.json"))) as? [String: Any])
+        let counters = summary["counters"] as? [String: Int] ?? [:]
+        #expect(counters["rotationsFollowed"] == 6)
+        #expect(counters["revocationsFollowed"] == 2)
+        #expect(counters["commandsRefused"] == 0)
         passed = true
     }
 }

@@ -18,8 +18,13 @@ package final class CampaignService: @unchecked Sendable {
     let commands: CommandSender
     let clock: @Sendable () -> Date
     let log: Logger
-    /// One tick at a time (the periodic task and `start` both tick).
+    /// One tick at a time.
     private let tickLock = NSLock()
+    /// Commands sent per campaign per tick (a tick a second): bounds how long
+    /// a tick holds the store and how fast the broker's queue to the
+    /// controller fills with the devices' answers (it drops beyond
+    /// max_queued_messages, docs/benchmarks.md §9).
+    static let maxSendsPerTick: Int64 = 200
 
     static let triggers: Set<String> = ["manual", "ca.rotated", "vendor.changed", "firmware.updated", "ownership.transferred",
                                         "policy.changed", "device.replaced", "device.compromised", "device.retired"]
@@ -74,9 +79,11 @@ package final class CampaignService: @unchecked Sendable {
         return try status(CampaignRef(id: id), withDevices: false)
     }
 
+    /// The first commands go out at the next tick (within a second): sending
+    /// them here would hold the operator's call, and the admin API, for as
+    /// long as a large campaign's first batch takes.
     package func start(_ ref: CampaignRef, actor: String) throws -> CampaignView {
         try transition(ref, from: ["draft"], to: "running", action: "campaign.start", actor: actor, stamp: "started_at")
-        tick()
         return try status(ref, withDevices: false)
     }
 
@@ -87,7 +94,6 @@ package final class CampaignService: @unchecked Sendable {
 
     package func resume(_ ref: CampaignRef, actor: String) throws -> CampaignView {
         try transition(ref, from: ["paused"], to: "running", action: "campaign.resume", actor: actor, stamp: nil)
-        tick()
         return try status(ref, withDevices: false)
     }
 
@@ -225,7 +231,7 @@ package final class CampaignService: @unchecked Sendable {
             }
             let recent = try db.query("SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND sent_at > ?",
                                       [.text(id), .int(now - 60)]).first?.first?.int ?? 0
-            var budget = perMinute - recent
+            var budget = min(perMinute - recent, CampaignService.maxSendsPerTick)
             guard budget > 0 else { return [] }
             var picked: [String] = []
             let candidates = try db.query("""

@@ -39,14 +39,17 @@ package final class DynamicSecuritySessionCutter: SessionCutter {
 
     private let publish: @Sendable (String, [UInt8]) throws -> Void
     private let timeout: Duration
+    private let log: (@Sendable (String) -> Void)?
     /// Waiting revocations by correlation id, and the answers that arrived.
     private let pending = Mutex<[String: [Response.Item]?]>([:])
     private let arrived = NSCondition()
 
     /// - Parameter publish: sends a payload to a topic over the controller's broker connection (QoS 1).
-    package init(timeout: Duration = .seconds(3), publish: @escaping @Sendable (String, [UInt8]) throws -> Void) {
+    package init(timeout: Duration = .seconds(3), log: (@Sendable (String) -> Void)? = nil,
+                 publish: @escaping @Sendable (String, [UInt8]) throws -> Void) {
         self.publish = publish
         self.timeout = timeout
+        self.log = log
     }
 
     private struct Request: Encodable {
@@ -67,9 +70,13 @@ package final class DynamicSecuritySessionCutter: SessionCutter {
         var responses: [Item]
     }
 
-    /// Devices per control message: two commands each keep a batch near
-    /// 15 KiB, under the broker's 64 KiB max_packet_size.
-    static let batchSize = 100
+    /// Devices per control message: two commands each keep a request near
+    /// 8 KiB and the plugin's answer near 9 KiB, well under the broker's
+    /// 64 KiB max_packet_size.
+    static let batchSize = 50
+    /// The plugin's answer to a batch (about 185 bytes a device); a larger
+    /// one is not from this cutter.
+    static let maxResponseBytes = 64 * 1024
 
     package func cut(_ devices: [DeviceID], each: (DeviceID, SessionCutOutcome) -> Void) {
         var start = 0
@@ -118,7 +125,14 @@ package final class DynamicSecuritySessionCutter: SessionCutter {
 
     /// A message on `responseTopic` (the controller's MQTT handler calls this).
     package func handleResponse(_ payload: [UInt8]) {
-        guard let response = try? WireCodec.decode(Response.self, from: payload) else { return }
+        let response: Response
+        do {
+            response = try WireCodec.decode(Response.self, from: payload, limit: DynamicSecuritySessionCutter.maxResponseBytes)
+        } catch {
+            // A dropped answer would leave every revoked session of its batch open: say so.
+            log?("dynamic-security answer of \(payload.count) bytes not understood: \(error)")
+            return
+        }
         // correlationData is "<batch id>:<device>": group the answers by batch.
         var byCorrelation: [String: [Response.Item]] = [:]
         for item in response.responses {

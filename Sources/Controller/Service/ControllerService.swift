@@ -52,7 +52,8 @@ package final class ControllerService: Sendable {
         commands = CommandSender(store: store, signer: CommandSigner(key: signerKey, chain: signerChain),
                                  transport: MQTTCommandTransport(client: mqtt), trustDomain: configuration.trustDomain,
                                  ttl: configuration.commandTTL, clock: clock, log: log)
-        sessionCutter = DynamicSecuritySessionCutter { [mqtt] topic, payload in
+        let cutterLog = log
+        sessionCutter = DynamicSecuritySessionCutter(log: { cutterLog.error($0) }) { [mqtt] topic, payload in
             try mqtt.publish(topic: topic, payload: payload, qos: 1, retain: false)
         }
         revocation = RevocationService(store: store, crl: crl, commands: commands, sessions: sessionCutter, clock: clock)
