@@ -120,23 +120,25 @@ package final class CampaignService: @unchecked Sendable {
 
     package func status(_ ref: CampaignRef, withDevices: Bool = true) throws -> CampaignView {
         try store.withConnection { db in
-            guard let row = try db.query("""
-                SELECT id, trigger, reason, selector, state, max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout,
-                       retries, window_seconds, created_by, created_at, started_at, ended_at, end_reason FROM campaigns WHERE id = ?
-                """, [.text(ref.id)]).first else { throw WireError(.notFound, "no campaign \(ref.id)") }
+            guard let row = try db.query(CampaignService.selectCampaigns + " WHERE id = ?", [.text(ref.id)]).first else {
+                throw WireError(.notFound, "no campaign \(ref.id)")
+            }
             return try view(db, row, withDevices: withDevices)
         }
     }
 
     package func list() throws -> CampaignListResult {
         try store.withConnection { db in
-            let rows = try db.query("""
-                SELECT id, trigger, reason, selector, state, max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout,
-                       retries, window_seconds, created_by, created_at, started_at, ended_at, end_reason FROM campaigns ORDER BY created_at DESC, id
-                """)
+            let rows = try db.query(CampaignService.selectCampaigns + " ORDER BY created_at DESC, id")
             return CampaignListResult(campaigns: try rows.map { try view(db, $0, withDevices: false) })
         }
     }
+
+    /// The columns `view` reads, in its order.
+    private static let selectCampaigns = """
+        SELECT id, trigger, reason, selector, state, max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout,
+               retries, window_seconds, created_by, created_at, started_at, ended_at, end_reason FROM campaigns
+        """
 
     private func view(_ db: SQLiteConnection, _ r: SQLRow, withDevices: Bool) throws -> CampaignView {
         let id = r[0].text ?? ""
