@@ -108,7 +108,7 @@ struct FleetSimulatorTests {
         let sim = try ChildProcess("\(fleet.bin)/lanyard-fleetsim", [
             "run", "--devices", "3", "--prefix", "rt", "--bundle", fleet.bundle, "--socket", fleet.socket,
             "--port", String(fleet.broker.operationalPort), "--bootstrap-port", String(fleet.broker.bootstrapPort),
-            "--rounds", "none", "--hold", "10", "--request-timeout", "2", "--quiet", "--json", json,
+            "--rounds", "none", "--hold", "20", "--request-timeout", "2", "--quiet", "--json", json,
         ], outputPath: "\(fleet.directory)/fleetsim.log")
         defer { sim.terminate() }
         try await fleet.wait("the simulated devices online", timeout: 15) {
@@ -118,8 +118,9 @@ struct FleetSimulatorTests {
         // The controller is stopped while the command is forged under its identity, then started again.
         let ack = try fleet.sendCommand("rt-0000001", "rotate", seq: 1)
         #expect(ack?.outcome == "done", "ack: \(ack?.raw ?? "none")")
+        // The device renews once the controller is back; it holds 20 s, time enough for a restart on a loaded machine (10 s was not).
         try fleet.startController()
-        #expect(try await offPool { sim.wait(timeout: 25) } == 0, "fleetsim: \((try? String(contentsOfFile: "\(fleet.directory)/fleetsim.log", encoding: .utf8)) ?? "")")
+        #expect(try await offPool { sim.wait(timeout: 40) } == 0, "fleetsim: \((try? String(contentsOfFile: "\(fleet.directory)/fleetsim.log", encoding: .utf8)) ?? "")")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
         let counters = summary["counters"] as? [String: Int] ?? [:]
         #expect(counters["rotationsFollowed"] == 1)
