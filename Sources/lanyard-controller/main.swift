@@ -10,6 +10,7 @@ usage: lanyard-controller init --dir DIR --trust-domain NAME [--broker-port N] [
        lanyard-controller run --config FILE
        lanyard-controller operator add --config FILE --name NAME --role ROLE [--role ROLE]...
        lanyard-controller operator cert --config FILE --name NAME --csr FILE [--days N]
+       lanyard-controller ca rotate|status|retire --config FILE [options]   (see `lanyard-controller ca --help`)
        lanyard-controller --help
 
   init   create the PKI (root CA, issuing CA, broker, controller and command-signer
@@ -18,6 +19,9 @@ usage: lanyard-controller init --dir DIR --trust-domain NAME [--broker-port N] [
          (and the admin API's HTTPS certificate). --api-port enables the HTTPS admin API.
   run    connect to the broker, answer enrollment and renewal requests, serve
          the admin API for lanyardctl, keep the CRL fresh. Stops on SIGTERM/SIGINT.
+  ca     rotate the issuing CA with the fleet running, show its state, or retire
+         the old CA of a stalled rotation (a client of the running controller's
+         admin socket; docs/ca-rotation.md).
   operator add
          create an admin API operator (roles: identity, secarch, ops, procurement,
          business, auditor, admin) directly in the register, on the controller
@@ -83,6 +87,19 @@ do {
         do { configuration = try ControllerConfiguration.load(path: try args.required("config")) } catch let e as ConfigError { fail(e.description, exitConfig) }
         let service = try ControllerService(configuration: configuration)
         try await service.run()
+    case "ca":
+        let args = try Arguments(argv.dropFirst(), valueOptions: CACommand.optionNames.union(["config"]), flagOptions: CACommand.flagNames.union(["help"]))
+        guard let verb = args.positional.first, !args.flag("help") else { print(CACommand.usage("lanyard-controller") + "\n(each with --config FILE: the controller's configuration, for its admin socket)"); exit(args.flag("help") ? 0 : exitUsage) }
+        let configuration: ControllerConfiguration
+        do { configuration = try ControllerConfiguration.load(path: try args.required("config")) } catch let e as ConfigError { fail(e.description, exitConfig) }
+        let client = AdminClient(socketPath: configuration.adminSocket)
+        let status = try CACommand.run(verb, args, program: "lanyard-controller", call: { op, params in try client.call(op, params, as: CAStatusView.self) },
+                                       print: { print($0) }, printJSON: { status in
+                                           let encoder = JSONEncoder()
+                                           encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                                           print(String(decoding: (try? encoder.encode(status)) ?? Data(), as: UTF8.self))
+                                       })
+        exit(status)
     case "operator":
         let args = try Arguments(argv.dropFirst(), valueOptions: ["config", "name", "role", "csr", "days"], flagOptions: ["help", "json"])
         if args.flag("help") { print(usage); exit(0) }

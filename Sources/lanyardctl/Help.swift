@@ -1,4 +1,5 @@
 // Usage text of every command: `lanyardctl COMMAND --help` prints its entry.
+import Shared
 
 let globalUsage = """
 usage: lanyardctl [--server URL --cacert FILE (--token-file FILE | --cert FILE --key FILE) | --socket PATH] [--json] COMMAND [--help]
@@ -8,6 +9,7 @@ Commands (lanyardctl COMMAND --help for each):
   revoke                      revoke a device or every device a selector matches (register, CRL, reload, command, session cut)
   campaign create|start|pause|resume|cancel|status|list   rotation campaigns (rate, canary, abort, timeout, retries)
   event TYPE                  a lifecycle event: campaign, revocation or retirement
+  ca rotate|status|retire     rotate the issuing CA with the fleet running
   class list|set              device class policies (versioned)
   vendor list|set             vendors and their identity clauses
   exception request|approve|reject|list
@@ -35,6 +37,7 @@ Exit status: 0 done, 1 refused (coded error on stderr), 2 done in part, 64 usage
 """
 
 let commandHelp: [String: String] = [
+    "ca": CACommand.usage("lanyardctl"),
     "event": """
         usage: lanyardctl event TYPE (--device ID | --selector KEY=VALUE[,KEY=VALUE...]) --reason TEXT [--ref EVENT-ID]
         Post a lifecycle event (roles ops, secarch). ca.rotated, vendor.changed, firmware.updated, ownership.transferred,

@@ -18,7 +18,8 @@ do {
         "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "exception-max",
         "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role", "format", "due", "review", "decision", "note", "severity",
         "ref", "trigger", "max-per-minute", "canary", "abort-failure-pct", "abort-min-executed", "timeout", "retries", "window",
-    ], flagOptions: ["json", "help", "dry-run", "watch"])
+        "bundle-timeout", "device-timeout",
+    ], flagOptions: ["json", "help", "dry-run", "watch", "no-wait"])
 } catch { fail("\(error)\n\(globalUsage)", exitUsage) }
 
 let words = args.positional
@@ -198,6 +199,9 @@ do {
         try campaignCommand(verb)
     case ("event", let type):
         try eventCommand(type)
+    case ("ca", let verb):
+        exit(try CACommand.run(verb, args, program: "lanyardctl", call: { op, params in try client.call(op, params, as: CAStatusView.self) },
+                               print: { print($0) }, printJSON: { printJSON($0) }))
     case ("status", _):
         let s = try client.call(.status, Empty(), as: ControllerStatus.self)
         if json { printJSON(s) } else {

@@ -3,17 +3,19 @@
 #
 #   render.sh --pki DIR --crl FILE --operational-port N --bootstrap-port M \
 #             --out OUTDIR [--bind ADDRESS] [--log-dest file|stderr] \
-#             [--user NAME] [--bootstrap-max-connections N]
+#             [--user NAME] [--bootstrap-max-connections N] [--crl-dir DIR]
 #
 # Writes OUTDIR/mosquitto.conf and copies the ACL files next to it.
 # PKI layout (made by `lanyard-controller init`): DIR/bundle.pem (root and
 # issuing CA certificates), DIR/broker.pem (broker leaf + issuing chain),
 # DIR/broker.key. FILE is the PEM CRL of the issuing CA (must exist and must
-# not be past its nextUpdate, or Mosquitto refuses every client).
+# not be past its nextUpdate, or Mosquitto refuses every client). DIR (default:
+# crl.d beside FILE, as the controller's `crl_dir` defaults) holds every live
+# issuing CA's CRL as HASH.r0 (the broker's `capath`), for CA rotation.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-pki="" crl="" op_port="" boot_port="" out="" bind="" log_dest="file" user="mosquitto" boot_max=1000
+pki="" crl="" crl_dir="" op_port="" boot_port="" out="" bind="" log_dest="file" user="mosquitto" boot_max=1000
 
 usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "render.sh: $1 needs a value" >&2; exit 2; }; }
@@ -22,6 +24,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --pki) need "$@"; pki="$2"; shift 2 ;;
     --crl) need "$@"; crl="$2"; shift 2 ;;
+    --crl-dir) need "$@"; crl_dir="$2"; shift 2 ;;
     --operational-port) need "$@"; op_port="$2"; shift 2 ;;
     --bootstrap-port) need "$@"; boot_port="$2"; shift 2 ;;
     --out) need "$@"; out="$2"; shift 2 ;;
@@ -47,7 +50,7 @@ case "$log_dest" in
   *) echo "render.sh: --log-dest must be file or stderr" >&2; exit 2 ;;
 esac
 # Paths go into the config verbatim: refuse characters that would break it.
-for v in "$pki" "$crl" "$out" "$bind" "$user"; do
+for v in "$pki" "$crl" "$crl_dir" "$out" "$bind" "$user"; do
   [[ "$v" != *[[:space:]@\|]* ]] || { echo "render.sh: unsupported character in: $v" >&2; exit 2; }
 done
 
@@ -55,6 +58,10 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 pki="$(cd "$pki" && pwd)"
 crl="$(cd "$(dirname "$crl")" && pwd)/$(basename "$crl")"
+[[ -n "$crl_dir" ]] || crl_dir="$(dirname "$crl")/crl.d"
+mkdir -p "$crl_dir"
+chmod 0755 "$crl_dir"
+crl_dir="$(cd "$crl_dir" && pwd)"
 
 if [[ "$log_dest" == file ]]; then log_dest_value="file $out/mosquitto.log"; else log_dest_value="stderr"; fi
 bind_value=""
@@ -85,6 +92,7 @@ install -m 0644 "$here/acl-bootstrap" "$out/acl-bootstrap"
 sed -e "s|@OUT@|$out|g" \
     -e "s|@PKI@|$pki|g" \
     -e "s|@CRL@|$crl|g" \
+    -e "s|@CRL_DIR@|$crl_dir|g" \
     -e "s|@OPERATIONAL_PORT@|$op_port|g" \
     -e "s|@BOOTSTRAP_PORT@|$boot_port|g" \
     -e "s|@BIND@|$bind_value|g" \

@@ -18,10 +18,17 @@ package struct AdminDispatcher: Sendable {
     /// Nil where no campaigns run (unit tests of the register): their calls are refused.
     package let campaigns: CampaignService?
     package let events: LifecycleEvents?
+    /// Nil where no CA rotation runs (unit tests of the register).
+    package let caRotation: CARotation?
     package let configuration: ControllerConfiguration
     package let brokerConnected: @Sendable () -> Bool
     package let clock: @Sendable () -> Date
     let log: Logger
+
+    private func rotation() throws -> CARotation {
+        guard let caRotation else { throw WireError(.internal, "CA rotation is not available in this controller") }
+        return caRotation
+    }
 
     private func campaignService() throws -> CampaignService {
         guard let campaigns else { throw WireError(.internal, "campaigns are not running in this controller") }
@@ -30,8 +37,9 @@ package struct AdminDispatcher: Sendable {
 
     package init(store: Store, register: DeviceRegister, revocation: RevocationService, configuration: ControllerConfiguration,
                  issuerName: String, brokerConnected: @escaping @Sendable () -> Bool, campaigns: CampaignService? = nil, events: LifecycleEvents? = nil,
-                 clock: @escaping @Sendable () -> Date, log: Logger) {
+                 caRotation: CARotation? = nil, clock: @escaping @Sendable () -> Date, log: Logger) {
         self.campaigns = campaigns
+        self.caRotation = caRotation
         self.events = events
         self.store = store
         self.register = register
@@ -40,7 +48,9 @@ package struct AdminDispatcher: Sendable {
         self.vendors = VendorRegister(store: store, clock: clock)
         self.exceptions = ExceptionRegister(store: store, register: register, clock: clock)
         self.csv = RegisterCSV(register: register)
-        self.findings = FleetFindings(store: store, register: register, currentIssuer: issuerName, clock: clock)
+        self.findings = caRotation.map { ring in
+            FleetFindings(store: store, register: register, currentIssuerName: { ring.authorities.active.certificate.commonName ?? "" }, clock: clock)
+        } ?? FleetFindings(store: store, register: register, currentIssuer: issuerName, clock: clock)
         self.review = AccessReview(store: store, clock: clock)
         self.configuration = configuration
         self.brokerConnected = brokerConnected
@@ -84,6 +94,9 @@ package struct AdminDispatcher: Sendable {
         case .campaignCancel: return try campaignService().cancel(params(CampaignRef.self), actor: who)
         case .campaignStatus: return try campaignService().status(params(CampaignRef.self))
         case .campaignList: return try campaignService().list()
+        case .caRotate: return try rotation().rotate(params(CARotateParams.self), actor: who)
+        case .caStatus: return try rotation().status()
+        case .caRetire: return try rotation().retire(params(CARetireParams.self), actor: who)
         case .eventPost:
             guard let events else { throw WireError(.internal, "lifecycle events are not handled by this controller") }
             return try events.post(params(EventPostParams.self), actor: who)

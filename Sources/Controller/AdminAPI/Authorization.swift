@@ -7,7 +7,7 @@ package enum Authorization {
     package static func roles(for op: AdminOperation) -> Set<OperatorRole> {
         switch op {
         case .deviceList, .deviceShow, .status, .classList, .vendorList, .exceptionList, .whoami, .registerExport, .findings, .report, .reviewShow,
-             .campaignStatus, .campaignList:
+             .campaignStatus, .campaignList, .caStatus:
             Set(OperatorRole.allCases)
         case .deviceAdd, .deviceApprove, .deviceUpdate, .deviceTransition, .deviceTransfer, .deviceReplace, .registerImport, .exceptionRequest,
              .campaignCreate, .campaignStart, .campaignPause, .campaignResume, .campaignCancel:
@@ -17,6 +17,8 @@ package enum Authorization {
         // Change management (ops) and incident response (secarch) post lifecycle events.
         case .eventPost: [.ops, .secarch]
         case .classSet: [.identity]
+        // The PKI belongs to the identity team: rotating or retiring an issuing CA is theirs.
+        case .caRotate, .caRetire: [.identity]
         case .vendorSet: [.procurement]
         case .exceptionDecide, .reviewAttest: [.business]
         // The identity team runs the periodic access review; business owners attest.

@@ -32,23 +32,15 @@ package struct PKIInitializer {
         }
         try AtomicFile.makePrivateDirectory(layout.directory)
         var report: [String] = []
-        let year: TimeInterval = 365 * 86400
-        let backdated = now.addingTimeInterval(-300)
 
         func authority(_ name: String, years: Double, pathLength: Int) -> CertificateTemplate {
-            var t = CertificateTemplate(commonName: "\(name) (\(trustDomain))", serial: CertificateTemplate.randomSerial(),
-                                        notBefore: backdated, notAfter: now.addingTimeInterval(years * year))
-            t.organization = "Lanyard"
-            t.isCA = true
-            t.pathLength = pathLength
-            t.keyUsage = [.keyCertSign, .cRLSign]
-            return t
+            PKIInitializer.authorityTemplate(name, trustDomain: trustDomain, years: years, pathLength: pathLength, now: now)
         }
         let root = try ensure(certificate: layout.rootCertificate, key: layout.rootKey, report: &report) { key in
             try CertificateIssuer.sign(authority("Lanyard Root CA", years: 10, pathLength: 1), subjectKey: key.publicKey, issuer: nil, issuerKey: key)
         }
         let issuing = try ensure(certificate: layout.issuingCertificate, key: layout.issuingKey, report: &report) { key in
-            try CertificateIssuer.sign(authority("Lanyard Issuing CA 1", years: 3, pathLength: 0), subjectKey: key.publicKey,
+            try CertificateIssuer.sign(authority(PKIInitializer.issuingCAName(generation: 1), years: 3, pathLength: 0), subjectKey: key.publicKey,
                                        issuer: root.cert, issuerKey: root.key)
         }
         if FileManager.default.fileExists(atPath: layout.bundle) {
@@ -58,34 +50,10 @@ package struct PKIInitializer {
             report.append("created \(layout.bundle)")
         }
 
-        func leaf(_ certPath: String, _ keyPath: String, cn: String, configure: (inout CertificateTemplate) -> Void) throws {
-            _ = try ensure(certificate: certPath, key: keyPath, chainWith: issuing.cert, report: &report) { key in
-                var t = CertificateTemplate(commonName: cn, serial: CertificateTemplate.randomSerial(),
-                                            notBefore: backdated, notAfter: now.addingTimeInterval(year))
-                t.keyUsage = [.digitalSignature]
-                configure(&t)
-                return try CertificateIssuer.sign(t, subjectKey: key.publicKey, issuer: issuing.cert, issuerKey: issuing.key)
+        for service in PKIInitializer.serviceCertificates(layout: layout, trustDomain: trustDomain, brokerNames: brokerNames) {
+            _ = try ensure(certificate: service.certificate, key: service.key, chainWith: issuing.cert, report: &report) { key in
+                try service.sign(subjectKey: key.publicKey, issuer: issuing.cert, issuerKey: issuing.key, now: now)
             }
-        }
-        try leaf(layout.brokerCertificate, layout.brokerKey, cn: "lanyard-broker") { t in
-            t.keyUsage = [.digitalSignature, .keyEncipherment]
-            t.extendedKeyUsages = [ExtendedKeyUsage.serverAuth]
-            t.dnsSANs = ["localhost"] + brokerNames
-            t.ipSANs = ["127.0.0.1", "::1"]
-        }
-        // The admin API is served on the controller host; same names as the broker.
-        try leaf(layout.adminAPICertificate, layout.adminAPIKey, cn: "lanyard-admin-api") { t in
-            t.extendedKeyUsages = [ExtendedKeyUsage.serverAuth]
-            t.dnsSANs = ["localhost"] + brokerNames
-            t.ipSANs = ["127.0.0.1", "::1"]
-        }
-        try leaf(layout.controllerCertificate, layout.controllerKey, cn: ServiceIdentity.controller) { t in
-            t.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
-            t.uriSANs = [ServiceIdentity.controllerURI(trustDomain: trustDomain)]
-        }
-        try leaf(layout.commandSignerCertificate, layout.commandSignerKey, cn: ServiceIdentity.commandSigner) { t in
-            t.extendedKeyUsages = [ExtendedKeyUsage.lanyardCommandSigning]
-            t.uriSANs = [ServiceIdentity.commandSignerURI(trustDomain: trustDomain)]
         }
         return report
     }
@@ -109,5 +77,66 @@ package struct PKIInitializer {
         default:
             throw WireError(.internal, "only one of \(certPath) and \(keyPath) exists; refusing to replace it")
         }
+    }
+}
+
+/// One of the controller's service certificates (broker, admin API,
+/// controller client, command signer): made by `init` and made again from
+/// the new issuing CA by a CA rotation, so nothing still chains to a retired CA.
+package struct ServiceCertificate: Sendable {
+    package var certificate: String
+    package var key: String
+    package var commonName: String
+    package var configure: @Sendable (inout CertificateTemplate) -> Void
+
+    /// A year, backdated for clock skew like every Lanyard certificate.
+    package func sign(subjectKey: PublicKey, issuer: Certificate, issuerKey: PrivateKey, now: Date) throws -> Certificate {
+        var t = CertificateTemplate(commonName: commonName, serial: CertificateTemplate.randomSerial(),
+                                    notBefore: now.addingTimeInterval(-300), notAfter: now.addingTimeInterval(365 * 86400))
+        t.keyUsage = [.digitalSignature]
+        configure(&t)
+        return try CertificateIssuer.sign(t, subjectKey: subjectKey, issuer: issuer, issuerKey: issuerKey)
+    }
+}
+
+extension PKIInitializer {
+    /// A CA certificate template: root (path length 1) or issuing CA (0), backdated five minutes.
+    package static func authorityTemplate(_ name: String, trustDomain: String, years: Double, pathLength: Int, now: Date) -> CertificateTemplate {
+        var t = CertificateTemplate(commonName: "\(name) (\(trustDomain))", serial: CertificateTemplate.randomSerial(),
+                                    notBefore: now.addingTimeInterval(-300), notAfter: now.addingTimeInterval(years * 365 * 86400))
+        t.organization = "Lanyard"
+        t.isCA = true
+        t.pathLength = pathLength
+        t.keyUsage = [.keyCertSign, .cRLSign]
+        return t
+    }
+
+    /// The name of generation N of the issuing CA.
+    package static func issuingCAName(generation: Int) -> String { "Lanyard Issuing CA \(generation)" }
+
+    package static func serviceCertificates(layout: PKILayout, trustDomain: String, brokerNames: [String]) -> [ServiceCertificate] {
+        let names = ["localhost"] + brokerNames.filter { $0 != "localhost" }
+        return [
+            ServiceCertificate(certificate: layout.brokerCertificate, key: layout.brokerKey, commonName: "lanyard-broker") { t in
+                t.keyUsage = [.digitalSignature, .keyEncipherment]
+                t.extendedKeyUsages = [ExtendedKeyUsage.serverAuth]
+                t.dnsSANs = names
+                t.ipSANs = ["127.0.0.1", "::1"]
+            },
+            // The admin API is served on the controller host; same names as the broker.
+            ServiceCertificate(certificate: layout.adminAPICertificate, key: layout.adminAPIKey, commonName: "lanyard-admin-api") { t in
+                t.extendedKeyUsages = [ExtendedKeyUsage.serverAuth]
+                t.dnsSANs = names
+                t.ipSANs = ["127.0.0.1", "::1"]
+            },
+            ServiceCertificate(certificate: layout.controllerCertificate, key: layout.controllerKey, commonName: ServiceIdentity.controller) { t in
+                t.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
+                t.uriSANs = [ServiceIdentity.controllerURI(trustDomain: trustDomain)]
+            },
+            ServiceCertificate(certificate: layout.commandSignerCertificate, key: layout.commandSignerKey, commonName: ServiceIdentity.commandSigner) { t in
+                t.extendedKeyUsages = [ExtendedKeyUsage.lanyardCommandSigning]
+                t.uriSANs = [ServiceIdentity.commandSignerURI(trustDomain: trustDomain)]
+            },
+        ]
     }
 }

@@ -13,6 +13,9 @@ package struct PKILayout: Sendable {
     package var rootKey: String { path("root-ca.key") }
     package var issuingCertificate: String { path("issuing-ca.pem") }
     package var issuingKey: String { path("issuing-ca.key") }
+    /// Generation 1 is the CA `init` made; a CA rotation adds `issuing-ca-N`.
+    package func issuingCertificate(generation: Int) -> String { generation == 1 ? issuingCertificate : path("issuing-ca-\(generation).pem") }
+    package func issuingKey(generation: Int) -> String { generation == 1 ? issuingKey : path("issuing-ca-\(generation).key") }
     /// Root and issuing CA: the broker's `cafile` and every device's trust bundle.
     package var bundle: String { path("bundle.pem") }
     package var brokerCertificate: String { path("broker.pem") }
@@ -26,20 +29,29 @@ package struct PKILayout: Sendable {
     package var adminAPIKey: String { path("admin-api.key") }
 }
 
-/// The issuing CA loaded from disk, with the bundle devices must trust.
+/// An issuing CA loaded from disk, with the bundle devices must trust.
 package struct IssuingAuthority: Sendable {
     package var certificate: Certificate
     package var key: PrivateKey
     package var bundle: [Certificate]
     package var bundlePEM: String
+    /// 1 for the CA `init` made, one more for each CA rotation.
+    package var generation: Int = 1
 
+    /// Generation 1 (the CA `init` made) and the bundle on disk.
     package static func load(_ layout: PKILayout) throws -> IssuingAuthority {
-        let cert = try Certificate(pem: AtomicFile.readText(layout.issuingCertificate))
-        let key = try PrivateKey(pem: AtomicFile.readText(layout.issuingKey))
+        try load(layout, generation: 1)
+    }
+
+    package static func load(_ layout: PKILayout, generation: Int) throws -> IssuingAuthority {
+        let certPath = layout.issuingCertificate(generation: generation), keyPath = layout.issuingKey(generation: generation)
+        let cert = try Certificate(pem: AtomicFile.readText(certPath))
+        let key = try PrivateKey(pem: AtomicFile.readText(keyPath))
         guard key.publicKey == cert.publicKey else {
-            throw WireError(.internal, "\(layout.issuingKey) does not match \(layout.issuingCertificate)")
+            throw WireError(.internal, "\(keyPath) does not match \(certPath)")
         }
         let bundlePEM = try AtomicFile.readText(layout.bundle)
-        return IssuingAuthority(certificate: cert, key: key, bundle: try Certificate.chain(fromPEM: bundlePEM), bundlePEM: bundlePEM)
+        return IssuingAuthority(certificate: cert, key: key, bundle: try Certificate.chain(fromPEM: bundlePEM), bundlePEM: bundlePEM,
+                                generation: generation)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import Synchronization
 
 /// Where signed commands go: the MQTT client in production, a recorder in tests.
 package protocol CommandTransport: Sendable {
@@ -11,7 +12,9 @@ package protocol CommandTransport: Sendable {
 /// by the agent.
 package struct CommandSender: Sendable {
     package let store: Store
-    package let signer: CommandSigner
+    /// Shared by every copy of this sender: a CA rotation installs a signer from the new CA.
+    private let signerSlot: SignerSlot
+    package var signer: CommandSigner { signerSlot.signer.withLock { $0 } }
     package let transport: any CommandTransport
     package let trustDomain: String
     package let ttl: Duration
@@ -21,12 +24,17 @@ package struct CommandSender: Sendable {
     package init(store: Store, signer: CommandSigner, transport: any CommandTransport, trustDomain: String, ttl: Duration,
                  clock: @escaping @Sendable () -> Date, log: Logger) {
         self.store = store
-        self.signer = signer
+        self.signerSlot = SignerSlot(signer: Mutex(signer))
         self.transport = transport
         self.trustDomain = trustDomain
         self.ttl = ttl
         self.clock = clock
         self.log = log
+    }
+
+    /// Commands from now on are signed with `signer` (its chain names the new issuing CA).
+    package func replaceSigner(_ signer: CommandSigner) {
+        signerSlot.signer.withLock { $0 = signer }
     }
 
     /// Returns whether the command reached the broker.
@@ -78,4 +86,9 @@ package struct CommandSender: Sendable {
             log.error("cannot record ack", ["device": device.rawValue, "error": "\(error)"])
         }
     }
+}
+
+private final class SignerSlot: Sendable {
+    let signer: Mutex<CommandSigner>
+    init(signer: consuming Mutex<CommandSigner>) { self.signer = signer }
 }

@@ -61,6 +61,10 @@ package struct ControllerConfiguration: Sendable {
     package var brokerHost: String
     package var brokerPort: Int
     package var crlFile: String
+    /// A hashed directory (the broker's `capath`) holding `HASH.r0`, the CRL
+    /// of every issuing CA still in use: during a CA rotation two CAs issue
+    /// at once, and Mosquitto 2.0.11 reads only the first CRL of its `crlfile`.
+    package var crlDirectory: String
     package var brokerPIDFile: String?
     package var brokerReloadCommand: String?
 
@@ -100,6 +104,7 @@ package struct ControllerConfiguration: Sendable {
         let host = try r.string("broker", "host", default: "127.0.0.1")
         let port = try r.int("broker", "port", default: 8883, range: 1...65535)
         let crl = r.resolve(try r.string("broker", "crl_file", default: "crl.pem"))
+        let crlDirectory = r.resolve(try r.string("broker", "crl_dir", default: "crl.d"))
         let pidFile = try r.optionalNonEmpty("broker", "pid_file").map(r.resolve)
         let reload = try r.optionalNonEmpty("broker", "reload_command")
 
@@ -181,7 +186,7 @@ package struct ControllerConfiguration: Sendable {
         try r.finish()
         var configuration = ControllerConfiguration(
             path: path, trustDomain: trustDomain, pkiDirectory: pki, databasePath: db, adminSocket: socket, adminUIDs: uids,
-            tokenTTL: tokenTTL, backdate: backdate, commandTTL: commandTTL, brokerHost: host, brokerPort: port, crlFile: crl,
+            tokenTTL: tokenTTL, backdate: backdate, commandTTL: commandTTL, brokerHost: host, brokerPort: port, crlFile: crl, crlDirectory: crlDirectory,
             brokerPIDFile: pidFile, brokerReloadCommand: reload, crlValidity: crlValidity, crlRefreshBefore: crlRefresh, classes: classes,
             adminAPI: adminAPI)
         configuration.eventTemplates = templates
@@ -208,6 +213,8 @@ package struct ControllerConfiguration: Sendable {
         port = \(brokerPort)
         # The controller writes the CRL here; the broker's `crlfile` points at it.
         crl_file = crl.pem
+        # Every live issuing CA's CRL as HASH.r0 (the broker's `capath`): CA rotation.
+        crl_dir = crl.d
         # The broker re-reads its crlfile on SIGHUP; give its pid file or a command.
         # pid_file = /run/mosquitto/mosquitto.pid
         # reload_command = systemctl reload mosquitto

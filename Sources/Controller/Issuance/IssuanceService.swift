@@ -8,16 +8,22 @@ import Shared
 package struct IssuanceService: Sendable {
     package let store: Store
     package let register: DeviceRegister
-    package let authority: IssuingAuthority
+    /// The issuing CAs: `active` signs, any live one vouches for a re-enrollment (a CA rotation swaps them).
+    package let authorities: AuthorityRing
     package let trustDomain: String
     package let backdate: Duration
     package let clock: @Sendable () -> Date
 
     package init(store: Store, register: DeviceRegister, authority: IssuingAuthority, trustDomain: String, backdate: Duration,
                  clock: @escaping @Sendable () -> Date) {
+        self.init(store: store, register: register, authorities: AuthorityRing(authority), trustDomain: trustDomain, backdate: backdate, clock: clock)
+    }
+
+    package init(store: Store, register: DeviceRegister, authorities: AuthorityRing, trustDomain: String, backdate: Duration,
+                 clock: @escaping @Sendable () -> Date) {
         self.store = store
         self.register = register
-        self.authority = authority
+        self.authorities = authorities
         self.trustDomain = trustDomain
         self.backdate = backdate
         self.clock = clock
@@ -99,8 +105,8 @@ package struct IssuanceService: Sendable {
         let now = clock()
         let previous = try proof.verify(device: device, requestID: request.requestId, csrPEM: request.csr, now: now,
                                         skewTolerance: backdate.timeInterval)
-        guard previous.isIssued(by: authority.certificate) else {
-            throw WireError(.badReenrollment, "the previous certificate was not issued by this controller's issuing CA")
+        guard authorities.issuer(of: previous) != nil else {
+            throw WireError(.badReenrollment, "the previous certificate was not issued by any of this controller's issuing CAs")
         }
         let expiredFor = now.timeIntervalSince(previous.notAfter)
         guard expiredFor <= policy.reenrollWindow.timeInterval else {
@@ -187,7 +193,7 @@ package struct IssuanceService: Sendable {
                 """, [.text(id.rawValue), .text(requestID)]).first else { return nil }
             guard row[0].text == key.fingerprint else { throw WireError(.badRequest, "request id \(requestID) was used with another key") }
             guard row[6] == .null else { throw WireError(.revoked, "that certificate was revoked") }
-            return CertificateReply(requestId: requestID, status: "issued", chain: row[1].text, trustBundle: authority.bundlePEM,
+            return CertificateReply(requestId: requestID, status: "issued", chain: row[1].text, trustBundle: authorities.bundlePEM,
                                     serial: row[2].text, notBefore: row[3].int, notAfter: row[4].int, issuedAt: row[5].int, renewAt: policy.renewAt)
         }
     }
@@ -230,6 +236,8 @@ package struct IssuanceService: Sendable {
         template.keyUsage = [.digitalSignature]
         template.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
         template.uriSANs = [device.spiffeID(trustDomain: trustDomain)]
+        // One snapshot for the whole issuance: a CA rotation may swap the active CA meanwhile.
+        let authority = authorities.active
         let cert = try CertificateIssuer.sign(template, subjectKey: csr.publicKey, issuer: authority.certificate, issuerKey: authority.key)
         let chain = Certificate.pem(of: [cert, authority.certificate])
         let notBefore = Int64(cert.notBefore.timeIntervalSince1970)

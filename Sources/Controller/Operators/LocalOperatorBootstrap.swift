@@ -14,7 +14,8 @@ package enum LocalOperatorBootstrap {
     /// `lanyard-controller operator cert`: signs an existing operator's CSR with the issuing CA (needs its key, so it runs on the controller host).
     package static func certificate(configuration: ControllerConfiguration, name: String, csrPEM: String, days: Int) throws -> String {
         let store = try Store(path: configuration.databasePath)
-        let authority = try IssuingAuthority.load(PKILayout(directory: configuration.pkiDirectory))
+        // The CA that issues now: after a CA rotation, generation 1's key is gone.
+        let authority = try AuthorityRing.load(layout: PKILayout(directory: configuration.pkiDirectory), store: store).active
         return try OperatorCertificates(store: store, trustDomain: configuration.trustDomain, clock: { Date() })
             .issue(csrPEM: csrPEM, name: name, days: days, authority: authority, actor: localActor())
     }

@@ -4,10 +4,11 @@ import Shared
 /// Which devices an exception covers, a revocation or a campaign hits: `key=value`
 /// terms joined by commas, all of which must hold. Exceptions take one term
 /// of class, site or tag; revocations and campaigns any of id, class, site, zone, vendor,
-/// model, firmware, tag (e.g. `vendor=acme,zone=ot`).
+/// model, firmware, tag, issuer (e.g. `vendor=acme,zone=ot`).
 struct Selector {
     static let exceptionKeys: Set<String> = ["class", "site", "tag"]
-    static let revocationKeys: Set<String> = ["id", "class", "site", "zone", "vendor", "model", "firmware", "tag"]
+    /// `issuer` is the common name of the issuing CA of the device's current certificate (CA rotation).
+    static let revocationKeys: Set<String> = ["id", "class", "site", "zone", "vendor", "model", "firmware", "tag", "issuer"]
 
     var terms: [(key: String, value: String)]
 
@@ -38,6 +39,7 @@ struct Selector {
             case "vendor": d.attributes?.vendor == term.value
             case "model": d.attributes?.model == term.value
             case "firmware": d.attributes?.firmware == term.value
+            case "issuer": d.issuer == term.value
             default: d.attributes?.tags?.contains(term.value) == true
             }
         }

@@ -8,13 +8,18 @@ package struct FleetFindings: Sendable {
     package let store: Store
     package let register: DeviceRegister
     /// The issuing CA's common name: certificates from any other issuer come from a retired CA.
-    package let currentIssuer: String
+    /// (A CA rotation changes it while the controller runs.)
+    package let currentIssuerName: @Sendable () -> String
     package let clock: @Sendable () -> Date
 
     package init(store: Store, register: DeviceRegister, currentIssuer: String, clock: @escaping @Sendable () -> Date) {
+        self.init(store: store, register: register, currentIssuerName: { currentIssuer }, clock: clock)
+    }
+
+    package init(store: Store, register: DeviceRegister, currentIssuerName: @escaping @Sendable () -> String, clock: @escaping @Sendable () -> Date) {
         self.store = store
         self.register = register
-        self.currentIssuer = currentIssuer
+        self.currentIssuerName = currentIssuerName
         self.clock = clock
     }
 
@@ -88,6 +93,7 @@ package struct FleetFindings: Sendable {
                 add("key_reused_across_rotations", "high", d, role: "ops", "no_shared_credentials",
                     "\(row[1].int ?? 0) certificates for one key although class \(d.deviceClass) rotates keys")
             }
+            let currentIssuer = currentIssuerName()
             for row in try db.query("""
                 SELECT device_id, serial, issuer, not_after - issued_at FROM certificates WHERE revoked_at IS NULL AND not_after > ?
                 """, [.int(now)]) {

@@ -4,14 +4,19 @@ import Shared
 import Glibc
 #endif
 
-/// Writes the issuing CA's CRL where the broker reads it (`crlfile`) and
-/// makes the broker re-read it. Mosquitto loads `crlfile` at start and on
-/// SIGHUP; an expired CRL makes it refuse every client, so `refreshIfDue`
-/// rewrites it well before nextUpdate.
+/// Writes the CRLs where the broker reads them and makes the broker re-read
+/// them: the active issuing CA's CRL in `crlfile`, and every live issuing
+/// CA's CRL as `HASH.r0` in the broker's `capath` directory (two CAs issue
+/// during a rotation, and Mosquitto 2.0.11 reads only the first CRL of a
+/// `crlfile`; docs/ca-rotation.md). Mosquitto loads them at start and on
+/// SIGHUP; an expired CRL makes it refuse every client of that CA, so
+/// `refreshIfDue` rewrites them well before nextUpdate. A retired CA's file
+/// is removed: with no CRL for it, the broker refuses its certificates.
 package struct CRLPublisher: Sendable {
     package let store: Store
-    package let authority: IssuingAuthority
+    package let authorities: AuthorityRing
     package let path: String
+    package let directory: String
     package let validity: Duration
     package let refreshBefore: Duration
     package let brokerPIDFile: String?
@@ -20,9 +25,14 @@ package struct CRLPublisher: Sendable {
     package let log: Logger
 
     package init(store: Store, authority: IssuingAuthority, configuration: ControllerConfiguration, clock: @escaping @Sendable () -> Date, log: Logger) {
+        self.init(store: store, authorities: AuthorityRing(authority), configuration: configuration, clock: clock, log: log)
+    }
+
+    package init(store: Store, authorities: AuthorityRing, configuration: ControllerConfiguration, clock: @escaping @Sendable () -> Date, log: Logger) {
         self.store = store
-        self.authority = authority
+        self.authorities = authorities
         path = configuration.crlFile
+        directory = configuration.crlDirectory
         validity = configuration.crlValidity
         refreshBefore = configuration.crlRefreshBefore
         brokerPIDFile = configuration.brokerPIDFile
@@ -36,26 +46,49 @@ package struct CRLPublisher: Sendable {
         package var nextUpdate: Date
     }
 
-    /// Builds a CRL of every revoked certificate that has not expired yet,
-    /// with the next CRL number, and writes it atomically (0644: the broker reads it).
+    /// Where the broker's `capath` lookup finds `authority`'s CRL.
+    package func directoryFile(for authority: IssuingAuthority) -> String {
+        "\(directory)/\(authority.certificate.subjectNameHash).r0"
+    }
+
+    /// Builds, for every live issuing CA, a CRL of the certificates it issued
+    /// that are revoked and not yet expired, all with the next CRL number, and
+    /// writes them atomically (0644: the broker reads them).
     @discardableResult
     package func publish() throws -> Published {
         let now = clock()
-        let (number, revoked) = try store.transaction { db -> (UInt64, [RevokedCertificate]) in
+        let live = authorities.live
+        let active = authorities.active
+        let (number, lists) = try store.transaction { db -> (UInt64, [(IssuingAuthority, [RevokedCertificate])]) in
             let number = (UInt64(try db.meta("crl_number") ?? "0") ?? 0) + 1
             try db.setMeta("crl_number", String(number))
-            let rows = try db.query("SELECT serial, revoked_at, revocation_reason FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
-                                    [.int(Int64(now.timeIntervalSince1970))])
-            let revoked = rows.map {
-                RevokedCertificate(serialHex: $0[0].text ?? "", revokedAt: Date(timeIntervalSince1970: TimeInterval($0[1].int ?? 0)),
-                                   reason: RevocationReason(rawValue: Int($0[2].int ?? 0)) ?? .unspecified)
+            let lists = try live.map { authority -> (IssuingAuthority, [RevokedCertificate]) in
+                // Rows from before the issuer was recorded belong to generation 1, the only CA then.
+                let rows = try db.query("""
+                    SELECT serial, revoked_at, revocation_reason FROM certificates
+                    WHERE revoked_at IS NOT NULL AND not_after > ? AND (issuer = ? OR (? AND coalesce(issuer, '') = '')) ORDER BY serial
+                    """, [.int(Int64(now.timeIntervalSince1970)), .text(authority.certificate.commonName ?? ""), .int(authority.generation == 1 ? 1 : 0)])
+                return (authority, rows.map {
+                    RevokedCertificate(serialHex: $0[0].text ?? "", revokedAt: Date(timeIntervalSince1970: TimeInterval($0[1].int ?? 0)),
+                                       reason: RevocationReason(rawValue: Int($0[2].int ?? 0)) ?? .unspecified)
+                })
             }
-            return (number, revoked)
+            return (number, lists)
         }
         let nextUpdate = now.addingTimeInterval(validity.timeInterval)
-        let crl = try CertificateRevocationList.make(issuer: authority.certificate, issuerKey: authority.key, number: number,
-                                                     thisUpdate: now.addingTimeInterval(-60), nextUpdate: nextUpdate, revoked: revoked)
-        try AtomicFile.write(crl.pem, to: path, mode: 0o644)
+        try makeDirectory()
+        var written: Set<String> = []
+        var revokedCount = 0
+        for (authority, revoked) in lists {
+            let crl = try CertificateRevocationList.make(issuer: authority.certificate, issuerKey: authority.key, number: number,
+                                                         thisUpdate: now.addingTimeInterval(-60), nextUpdate: nextUpdate, revoked: revoked)
+            if authority.generation == active.generation { try AtomicFile.write(crl.pem, to: path, mode: 0o644) }
+            let file = directoryFile(for: authority)
+            try AtomicFile.write(crl.pem, to: file, mode: 0o644)
+            written.insert(file)
+            revokedCount += revoked.count
+        }
+        removeStaleFiles(keeping: written)
         try store.withConnection { db in
             try db.setMeta("crl_next_update", String(Int64(nextUpdate.timeIntervalSince1970)))
             // Time to revoke (for the revocation-SLA evidence): when each revocation first reached a written CRL.
@@ -65,23 +98,59 @@ package struct CRLPublisher: Sendable {
                 WHERE revoked_at IS NOT NULL AND revocation_published_at IS NULL AND revoked_at <= ?
                 """, [.int(t), .int(t)])
         }
-        log.info("CRL published", ["number": String(number), "revoked": String(revoked.count), "path": path])
+        log.info("CRL published", ["number": String(number), "revoked": String(revokedCount), "path": path,
+                                   "issuing_cas": live.map { String($0.generation) }.joined(separator: ",")])
         return Published(number: number, nextUpdate: nextUpdate)
     }
 
-    /// The CRL currently on disk, if it parses.
+    /// World-readable: the broker runs as its own user.
+    private func makeDirectory() throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue { return }
+        guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
+            throw WireError(.internal, "cannot create the CRL directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        chmod(directory, 0o755)
+    }
+
+    /// Only files named like a hashed CRL (`8 hex digits`.r`N`): nothing else in the directory is ours to delete.
+    private func removeStaleFiles(keeping: Set<String>) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where CRLPublisher.isHashedCRLName(name) {
+            let file = "\(directory)/\(name)"
+            if !keeping.contains(file) {
+                unlink(file)
+                log.notice("CRL of a retired issuing CA removed", ["file": file])
+            }
+        }
+    }
+
+    static func isHashedCRLName(_ name: String) -> Bool {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts[0].count == 8 && parts[0].allSatisfy(\.isHexDigit)
+            && parts[1].hasPrefix("r") && parts[1].count >= 2 && parts[1].dropFirst().allSatisfy(\.isNumber)
+    }
+
+    /// The active CA's CRL currently on disk, if it parses.
     package func current() -> CertificateRevocationList? {
-        guard let text = try? AtomicFile.readText(path) else { return nil }
+        read(path)
+    }
+
+    private func read(_ file: String) -> CertificateRevocationList? {
+        guard let text = try? AtomicFile.readText(file) else { return nil }
         return try? CertificateRevocationList(pem: text)
     }
 
-    /// Republishes when the CRL on disk is missing, unreadable, or within
-    /// `refreshBefore` of its nextUpdate. Returns true when it wrote one.
+    /// Republishes when any live CA's CRL is missing, unreadable, or within
+    /// `refreshBefore` of its nextUpdate. Returns true when it wrote them.
     @discardableResult
     package func refreshIfDue() throws -> Bool {
-        if let crl = current(), let next = crl.nextUpdate, next.timeIntervalSince(clock()) > refreshBefore.timeInterval {
-            return false
+        let files = [path] + authorities.live.map(directoryFile(for:))
+        let fresh = files.allSatisfy { file in
+            guard let next = read(file)?.nextUpdate else { return false }
+            return next.timeIntervalSince(clock()) > refreshBefore.timeInterval
         }
+        if fresh { return false }
         try publish()
         reloadBroker()
         return true

@@ -22,6 +22,7 @@ package final class ControllerService: Sendable {
     let revocation: RevocationService
     let sessionCutter: DynamicSecuritySessionCutter
     let campaigns: CampaignService
+    let caRotation: CARotation
     let admin: AdminDispatcher
     let mqtt: MQTTClient
     let clock: @Sendable () -> Date
@@ -30,12 +31,12 @@ package final class ControllerService: Sendable {
         self.configuration = configuration
         self.clock = clock
         let layout = PKILayout(directory: configuration.pkiDirectory)
-        let authority = try IssuingAuthority.load(layout)
         store = try Store(path: configuration.databasePath)
+        let authorities = try AuthorityRing.load(layout: layout, store: store, clock: clock)
         register = try DeviceRegister(store: store, classes: configuration.classes, clock: clock)
-        issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: configuration.trustDomain,
+        issuance = IssuanceService(store: store, register: register, authorities: authorities, trustDomain: configuration.trustDomain,
                                    backdate: configuration.backdate, clock: clock)
-        crl = CRLPublisher(store: store, authority: authority, configuration: configuration, clock: clock, log: log)
+        crl = CRLPublisher(store: store, authorities: authorities, configuration: configuration, clock: clock, log: log)
 
         var mqttConfig = MQTTConfiguration(host: configuration.brokerHost, port: configuration.brokerPort,
                                            clientID: ServiceIdentity.controller, caFile: layout.bundle)
@@ -58,11 +59,13 @@ package final class ControllerService: Sendable {
         }
         revocation = RevocationService(store: store, crl: crl, commands: commands, sessions: sessionCutter, clock: clock)
         campaigns = CampaignService(store: store, commands: commands, clock: clock, log: log)
+        caRotation = CARotation(layout: layout, store: store, register: register, authorities: authorities, crl: crl, commands: commands,
+                                campaigns: campaigns, trustDomain: configuration.trustDomain, clock: clock, log: log)
         admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
-                                issuerName: authority.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, campaigns: campaigns,
+                                issuerName: authorities.active.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, campaigns: campaigns,
                                 events: LifecycleEvents(store: store, register: register, campaigns: campaigns, revocation: revocation, commands: commands,
                                                         templates: configuration.eventTemplates, clock: clock),
-                                clock: clock, log: log)
+                                caRotation: caRotation, clock: clock, log: log)
         for name in register.policies.drift(from: configuration.classes) {
             log.warning("class policy in the configuration differs from the register's current version; the register wins (lanyardctl class set)",
                         ["class": name])
@@ -72,9 +75,9 @@ package final class ControllerService: Sendable {
     /// Writes the first CRL (used by `init`, before the broker ever starts).
     package static func publishInitialCRL(configuration: ControllerConfiguration) throws -> CRLPublisher.Published {
         let store = try Store(path: configuration.databasePath)
-        let authority = try IssuingAuthority.load(PKILayout(directory: configuration.pkiDirectory))
+        let authorities = try AuthorityRing.load(layout: PKILayout(directory: configuration.pkiDirectory), store: store)
         // `init` reports what it made on stdout; only trouble goes to the log.
-        return try CRLPublisher(store: store, authority: authority, configuration: configuration, clock: { Date() },
+        return try CRLPublisher(store: store, authorities: authorities, configuration: configuration, clock: { Date() },
                                 log: Logger(component: "controller", minimum: .warning)).publish()
     }
 
@@ -121,6 +124,7 @@ package final class ControllerService: Sendable {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(1))
                     campaigns.tick()
+                    caRotation.tick()
                 }
             }
             group.addTask {

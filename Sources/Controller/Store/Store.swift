@@ -24,7 +24,7 @@ package final class Store: @unchecked Sendable {
         try withConnection { db in try db.transaction { try body(db) } }
     }
 
-    static let schemaVersion: Int64 = 4
+    static let schemaVersion: Int64 = 5
 
     private static func migrate(_ db: SQLiteConnection) throws {
         let version = try db.query("PRAGMA user_version").first?.first?.int ?? 0
@@ -41,6 +41,8 @@ package final class Store: @unchecked Sendable {
         if version < 3 { try SchemaV3.migrate(db) }
         // v4: rotation campaigns.
         if version < 4 { try SchemaV4.migrate(db) }
+        // v5: issuing-CA generations and CA rotations.
+        if version < 5 { try SchemaV5.migrate(db) }
     }
 
     private static func createVersion1(_ db: SQLiteConnection) throws {

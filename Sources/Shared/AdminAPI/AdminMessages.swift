@@ -51,6 +51,10 @@ package enum AdminOperation: String, Codable, Sendable, CaseIterable {
     case campaignList = "campaign.list"
     /// A lifecycle event: a campaign, a revocation or a retirement (issue 5).
     case eventPost = "event.post"
+    /// Rotation of the issuing CA (issue 5, docs/ca-rotation.md).
+    case caRotate = "ca.rotate"
+    case caStatus = "ca.status"
+    case caRetire = "ca.retire"
 }
 
 package struct AdminRequest: Codable, Sendable {

@@ -129,6 +129,17 @@ package final class Certificate: @unchecked Sendable, Equatable, Hashable, Custo
         return verified
     }
 
+    /// OpenSSL's subject-name hash (`openssl x509 -subject_hash`), eight hex
+    /// digits: the file name (`HASH.r0`) under which a hashed directory such
+    /// as Mosquitto's `capath` finds this CA's CRL.
+    package var subjectNameHash: String {
+        var ok: Int32 = 0
+        let hash = X509_NAME_hash_ex(X509_get_subject_name(x509), nil, nil, &ok)
+        CryptoError.clearOpenSSLErrors()
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: max(0, 8 - hex.count)) + hex
+    }
+
     package var description: String {
         "certificate CN=\(commonName ?? "-") serial=\(serialHex) issuer=\(issuerCommonName ?? "-")"
     }

@@ -49,6 +49,8 @@ package struct WireError: Codable, Sendable, Equatable, Error, CustomStringConve
         package static let separationOfDuties: Code = "separation_of_duties"
         /// A CSV import found bad rows and applied nothing.
         package static let invalidRows: Code = "invalid_rows"
+        /// A CA rotation needs the root CA's key (or a new issuing CA signed offline, placed in the PKI directory).
+        package static let rootKeyOffline: Code = "root_key_offline"
         package static let `internal`: Code = "internal"
     }
 }
