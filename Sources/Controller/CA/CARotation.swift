@@ -299,7 +299,9 @@ package final class CARotation: @unchecked Sendable {
                          [.text(r.id), .text(step), .int(Int64(CARotation.maxSendsPerTick))]).compactMap { $0[0].text.flatMap(DeviceID.init) }
         }
         guard !pending.isEmpty else { return }
-        let args = ["bundle": authorities.bundlePEM, "replace": replace ? "true" : "false"]
+        // The trust step adds the new CA to what devices have; the final one is exactly root + the CAs that stay.
+        let bundle = replace ? try bundlePEM(authorities.live.filter { $0.generation != r.from }) : authorities.bundlePEM
+        let args = ["bundle": bundle, "replace": replace ? "true" : "false"]
         for device in pending {
             guard let jti = commands.sendReturningID(to: device, command: "bundle", args: args) else { continue }
             try store.withConnection { db in
@@ -333,10 +335,14 @@ package final class CARotation: @unchecked Sendable {
     /// Root first, then every issuing CA still trusted; the broker's `cafile`
     /// and the controller's own trust. Returns the PEM.
     private func writeBundle(_ live: [IssuingAuthority]) throws -> String {
-        let root = try Certificate(pem: AtomicFile.readText(layout.rootCertificate))
-        let pem = Certificate.pem(of: [root] + live.sorted { $0.generation < $1.generation }.map(\.certificate))
+        let pem = try bundlePEM(live)
         try AtomicFile.write(pem, to: layout.bundle, mode: 0o644)
         return pem
+    }
+
+    private func bundlePEM(_ live: [IssuingAuthority]) throws -> String {
+        let root = try Certificate(pem: AtomicFile.readText(layout.rootCertificate))
+        return Certificate.pem(of: [root] + live.sorted { $0.generation < $1.generation }.map(\.certificate))
     }
 
     // MARK: the CAs' files
