@@ -72,6 +72,9 @@ struct AdminAPITests {
             (["campaign", "cancel", "cmp-nope"], ["ops"]),
             (["event", "firmware.updated", "--selector", "site=nowhere", "--reason", "rbac"], ["ops", "secarch"]),
             (["class", "set", "default", "--renewal-sla", "2h"], ["identity"]),
+            // A bundle timeout the controller refuses: the role check comes first, nothing rotates.
+            (["ca", "rotate", "--reason", "rbac", "--bundle-timeout", "1s", "--no-wait"], ["identity"]),
+            (["ca", "retire", "--reason", "rbac"], ["identity"]),
             (["vendor", "set", "Acme", "--clauses", "issuance,rotation,revocation"], ["procurement"]),
             (["exception", "reject", "999"], ["business"]),
             (["review", "start", "--due", "1d"], ["identity"]),
@@ -84,6 +87,7 @@ struct AdminAPITests {
             (["device", "list"], all), (["device", "show", "gw-r"], all), (["status"], all), (["class", "list"], all),
             (["vendor", "list"], all), (["exception", "list"], all), (["whoami"], all), (["register", "export"], all),
             (["findings"], all), (["report", "--format", "csv"], all), (["review", "show", "--review", "1"], all), (["campaign", "list"], all),
+            (["ca", "status"], all),
         ]
         var refusals: [String: Int] = [:]
         for (role, name) in Self.operators {
@@ -184,7 +188,7 @@ struct AdminAPITests {
                         "device transfer", "device replace", "revoke", "status", "audit verify", "audit export", "class list", "class set", "vendor list",
                         "vendor set", "exception request", "exception approve", "exception reject", "exception list", "operator add", "operator remove", "operator list",
                         "whoami", "register export", "register import", "findings", "report", "review start", "review attest", "review show",
-                        "campaign create", "campaign start", "campaign pause", "campaign resume", "campaign cancel", "campaign status", "campaign list", "event"]
+                        "campaign create", "campaign start", "campaign pause", "campaign resume", "campaign cancel", "campaign status", "campaign list", "event", "ca"]
         for command in commands {
             let help = try TestProcess.run(bin, command.split(separator: " ").map(String.init) + ["--help"])
             #expect(help.exitCode == 0 && help.stdout.hasPrefix("usage: lanyardctl \(command)"), "\(command) --help: \(help.stdout) \(help.stderr)")
