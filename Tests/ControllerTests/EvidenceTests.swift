@@ -17,7 +17,28 @@ struct EvidenceTests {
         let f = try ControllerFixture()
         _ = try f.enrolled("gw-1")
         try f.register.recordState(try #require(DeviceID("gw-1")), reported: "active")
+        try f.crl.publish()  // as the controller does before anything else
         #expect(try f.call(.findings, Empty(), as: FindingsResult.self, actor: auditor).findings.isEmpty)
+    }
+
+    @Test("the CRLs the broker reads: missing is critical, past half the refresh margin is high (the refresh is failing), expired is critical")
+    func crlFreshness() throws {
+        let f = try ControllerFixture()
+        func crlFindings() throws -> [String: String] {
+            let all = try f.call(.findings, Empty(), as: FindingsResult.self, actor: auditor).findings.filter { $0.kind.hasPrefix("crl_") }
+            #expect(all.allSatisfy { $0.control == "revocation_within_sla" && $0.owner.hasPrefix("secarch:") && $0.device == nil }, "\(all)")
+            return Dictionary(all.map { ($0.kind, $0.severity) }, uniquingKeysWith: { a, _ in a })
+        }
+        #expect(try crlFindings() == ["crl_missing": "critical"])
+        try f.crl.publish()
+        #expect(try crlFindings().isEmpty)
+        let validity = f.configuration.crlValidity.timeInterval, margin = f.configuration.crlRefreshBefore.timeInterval
+        f.clock.advance(validity - margin / 2 + 60)
+        #expect(try crlFindings() == ["crl_stale": "high"])
+        f.clock.advance(margin)
+        #expect(try crlFindings() == ["crl_expired": "critical"])
+        try f.crl.refreshIfDue()
+        #expect(try crlFindings().isEmpty)
     }
 
     @Test("each seeded problem is found with its severity, owner to act and control, and the report fails exactly those controls")

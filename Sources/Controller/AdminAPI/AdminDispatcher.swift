@@ -48,9 +48,11 @@ package struct AdminDispatcher: Sendable {
         self.vendors = VendorRegister(store: store, clock: clock)
         self.exceptions = ExceptionRegister(store: store, register: register, clock: clock)
         self.csv = RegisterCSV(register: register)
-        self.findings = caRotation.map { ring in
+        var findings = caRotation.map { ring in
             FleetFindings(store: store, register: register, currentIssuerName: { ring.authorities.active.certificate.commonName ?? "" }, clock: clock)
         } ?? FleetFindings(store: store, register: register, currentIssuer: issuerName, clock: clock)
+        findings.crl = revocation.crl
+        self.findings = findings
         self.review = AccessReview(store: store, clock: clock)
         self.configuration = configuration
         self.brokerConnected = brokerConnected

@@ -11,6 +11,9 @@ package struct FleetFindings: Sendable {
     /// (A CA rotation changes it while the controller runs.)
     package let currentIssuerName: @Sendable () -> String
     package let clock: @Sendable () -> Date
+    /// The CRLs the broker reads and how long before nextUpdate they are
+    /// refreshed; nil where no CRL is published (unit tests of the register).
+    package var crl: CRLPublisher?
 
     package init(store: Store, register: DeviceRegister, currentIssuer: String, clock: @escaping @Sendable () -> Date) {
         self.init(store: store, register: register, currentIssuerName: { currentIssuer }, clock: clock)
@@ -130,7 +133,28 @@ package struct FleetFindings: Sendable {
                     "exception \(row[0].int ?? 0) (\(row[1].text ?? row[2].text ?? "")) expired at \(row[3].int ?? 0); the control applies again")
             }
         }
+        if let crl { crlFreshness(crl, now: now, add) }
         let order = ["critical": 0, "high": 1, "medium": 2, "low": 3]
         return out.sorted { (order[$0.severity] ?? 9, $0.device ?? "", $0.kind) < (order[$1.severity] ?? 9, $1.device ?? "", $1.kind) }
+    }
+
+    /// An expired CRL makes the broker refuse every device of that CA; one
+    /// past half of its refresh margin means the automatic refresh is failing.
+    private func crlFreshness(_ crl: CRLPublisher, now: Int64,
+                              _ add: (String, String, DeviceView?, String, String, String) -> Void) {
+        let margin = Int64(crl.refreshBefore.timeInterval)
+        for file in crl.files() {
+            guard let next = file.nextUpdate.map({ Int64($0.timeIntervalSince1970) }) else {
+                add("crl_missing", "critical", nil, "secarch", "revocation_within_sla", "\(file.path) is missing or unreadable: the broker refuses every device of that CA")
+                continue
+            }
+            if next <= now {
+                add("crl_expired", "critical", nil, "secarch", "revocation_within_sla",
+                    "\(file.path) passed its nextUpdate \(now - next) s ago: the broker refuses every device of that CA")
+            } else if next - now < margin / 2 {
+                add("crl_stale", "high", nil, "secarch", "revocation_within_sla",
+                    "\(file.path) expires in \(next - now) s; it is refreshed \(margin) s before nextUpdate, so the refresh is failing")
+            }
+        }
     }
 }

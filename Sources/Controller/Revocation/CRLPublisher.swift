@@ -141,13 +141,18 @@ package struct CRLPublisher: Sendable {
         return try? CertificateRevocationList(pem: text)
     }
 
+    /// Every CRL file the broker reads (the active CA's `crlfile`, then each
+    /// live CA's hashed file) with its nextUpdate, nil when missing or unreadable.
+    package func files() -> [(path: String, nextUpdate: Date?)] {
+        ([path] + authorities.live.map(directoryFile(for:))).map { ($0, read($0)?.nextUpdate) }
+    }
+
     /// Republishes when any live CA's CRL is missing, unreadable, or within
     /// `refreshBefore` of its nextUpdate. Returns true when it wrote them.
     @discardableResult
     package func refreshIfDue() throws -> Bool {
-        let files = [path] + authorities.live.map(directoryFile(for:))
-        let fresh = files.allSatisfy { file in
-            guard let next = read(file)?.nextUpdate else { return false }
+        let fresh = files().allSatisfy { file in
+            guard let next = file.nextUpdate else { return false }
             return next.timeIntervalSince(clock()) > refreshBefore.timeInterval
         }
         if fresh { return false }
