@@ -46,6 +46,8 @@ final class ControllerFixture: @unchecked Sendable {
     let layout: PKILayout
     let configuration: ControllerConfiguration
     let authority: IssuingAuthority
+    /// The issuing CAs as the controller holds them (generation 1 here; a CA rotation test adds more).
+    let authorities: AuthorityRing
     let store: Store
     let register: DeviceRegister
     let issuance: IssuanceService
@@ -116,11 +118,12 @@ final class ControllerFixture: @unchecked Sendable {
         authority = try IssuingAuthority.load(layout)
         store = try Store(path: configuration.databasePath)
         let now = clock.function
+        authorities = try AuthorityRing.load(layout: layout, store: store, clock: now)
         register = try DeviceRegister(store: store, classes: configuration.classes, clock: now)
-        issuance = IssuanceService(store: store, register: register, authority: authority, trustDomain: testTrustDomain,
+        issuance = IssuanceService(store: store, register: register, authorities: authorities, trustDomain: testTrustDomain,
                                    backdate: configuration.backdate, clock: now)
         let log = Logger(component: "controller-test", minimum: .error)
-        crl = CRLPublisher(store: store, authority: authority, configuration: configuration, clock: now, log: log)
+        crl = CRLPublisher(store: store, authorities: authorities, configuration: configuration, clock: now, log: log)
         let signerKey = try PrivateKey(pem: String(contentsOfFile: layout.commandSignerKey, encoding: .utf8))
         let signerChain = try Certificate.chain(fromPEM: String(contentsOfFile: layout.commandSignerCertificate, encoding: .utf8))
         commands = CommandSender(store: store, signer: CommandSigner(key: signerKey, chain: signerChain), transport: transport,
