@@ -548,6 +548,10 @@ final class Shard: @unchecked Sendable {
                 device.probeStartedAt = monotonicNanoseconds()
                 // A shared connection stays open: nothing to wait for.
                 if device.closeAfterMID < 0 || multiplexed { finishRevocation(device) }
+            case "bundle":
+                // CA rotation: acknowledged as installed. The simulated devices share one set of
+                // trust anchors (the root is in it, so chains from a new issuing CA verify as they would on an agent).
+                publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
             case "retire":
                 publishAck(device, CommandAck(jti: claims.jti, outcome: "done"))
                 publishState(device, "retired")
