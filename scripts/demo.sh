@@ -2,7 +2,7 @@
 # The Lanyard demo: a broker, the controller and three agents on this machine,
 # in a temporary directory, with a 60 s certificate lifetime. It shows the
 # renewals as they happen, revokes one device, shows the broker refusing it,
-# prints a summary and cleans up. Run it with `make demo`.
+# rotates the issuing CA with the agents running, prints a summary and cleans up. Run it with `make demo`.
 #   DEMO_SECONDS  how long to watch renewals before revoking (default 100)
 #   DEMO_TTL      certificate lifetime of the demo class (default 60s)
 #   KEEP=1        keep the temporary directory for a look afterwards
@@ -99,6 +99,16 @@ fi
 openssl verify -crl_check -CAfile "$work/controller/pki/bundle.pem" -CRLfile "$work/controller/crl.pem" \
   "$work/stolen/chain.pem" 2>&1 | grep -E 'revoked|OK' | head -2 || true
 
+step "8. Rotate the issuing CA with the fleet running: trust it everywhere, re-issue every device, retire the old CA"
+echo "\$ lanyard-controller ca rotate --config controller.conf --reason \"yearly issuing CA rotation\""
+"$bin/lanyard-controller" ca rotate --config "$work/controller/controller.conf" --reason "yearly issuing CA rotation" \
+  --bundle-timeout 30s --device-timeout 30s | sed 's/^/  /'
+for d in "${devices[@]}"; do
+  [ "$d" = "$revoked" ] && continue
+  printf '  %-12s %s\n' "$d" "$(openssl x509 -noout -issuer -in "$work/agents/$d/state/current/chain.pem" 2>/dev/null | sed 's/^issuer=//')"
+done
+rotated=$("$bin/lanyardctl" --json ca status | python3 -c 'import json,sys; r=json.load(sys.stdin).get("rotation") or {}; print(r.get("phase","?"))')
+
 step "Summary"
 "$bin/lanyardctl" device list
 echo
@@ -109,4 +119,4 @@ ctl_as auditor audit verify
 renewals=$(cat "${logs[@]}" | grep -c 'certificate renewed' || true)
 issued=$("$bin/lanyardctl" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["issued"])')
 echo
-bold "devices: ${#devices[@]} enrolled, $renewals renewals, $issued certificates issued, 1 revoked and refused by the broker"
+bold "devices: ${#devices[@]} enrolled, $renewals renewals, $issued certificates issued, 1 revoked and refused by the broker, issuing CA rotation $rotated"

@@ -28,6 +28,13 @@ func campaignCommand(_ verb: String) throws {
         if let n = seconds("timeout") { rollout.deviceTimeout = Int(n) }
         if let n = count("retries") { rollout.retries = n }
         if let n = seconds("window") { rollout.window = Int(n) }
+        rollout.abortFailureType = args.value("abort-failure-type")
+        if let base = count("ramp-base") {
+            rollout.rampBasePerMinute = base
+            guard let factor = Double(args.value("ramp-factor") ?? "2") else { fail("--ramp-factor takes a number such as 2", exitUsage) }
+            rollout.rampFactor = factor
+            rollout.rampEverySucceeded = count("ramp-every") ?? 10
+        }
         let params = CampaignCreateParams(trigger: args.value("trigger") ?? "manual", reason: reason, selector: selector, rollout: rollout)
         let c = try client.call(.campaignCreate, params, as: CampaignView.self)
         if json { printJSON(c) } else {
@@ -58,7 +65,8 @@ func campaignCommand(_ verb: String) throws {
             if !args.flag("watch") { print(progressLine(c)) }
             let r = c.rollout
             print("trigger \(c.trigger), selector \(c.selector), \(r.maxPerMinute)/min, canary \(r.canary), timeout \(r.deviceTimeout) s, retries \(r.retries)"
-                  + (r.abortFailurePercent.map { ", abort at \($0)% after \(r.abortMinExecuted)" } ?? "") + (c.endReason.map { "; ended: \($0)" } ?? ""))
+                  + (r.rampBasePerMinute.map { ", ramp from \($0)/min ×\(r.rampFactor ?? 2) every \(r.rampEverySucceeded ?? 0) succeeded" } ?? "")
+                  + (r.abortFailurePercent.map { ", abort at \($0)% \(r.abortFailureType ?? "all") after \(r.abortMinExecuted)" } ?? "") + (c.endReason.map { "; ended: \($0)" } ?? ""))
             table(["DEVICE", "STATE", "ATTEMPTS", "CODE", "NEW SERIAL"],
                   (c.devices ?? []).map { [$0.id, $0.state, String($0.attempts), $0.code ?? "-", $0.issuedSerial ?? "-"] })
         }

@@ -18,7 +18,7 @@ do {
         "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "exception-max",
         "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role", "format", "due", "review", "decision", "note", "severity",
         "ref", "trigger", "max-per-minute", "canary", "abort-failure-pct", "abort-min-executed", "timeout", "retries", "window",
-        "bundle-timeout", "device-timeout",
+        "bundle-timeout", "device-timeout", "abort-failure-type", "ramp-base", "ramp-factor", "ramp-every",
     ], flagOptions: ["json", "help", "dry-run", "watch", "no-wait"])
 } catch { fail("\(error)\n\(globalUsage)", exitUsage) }
 

@@ -72,6 +72,11 @@ struct CARotationTests {
         #expect(rotation["phase"] as? String == "completed", "\(rotation)")
         #expect(rotation["bundleAcknowledged"] as? Int == 3 && rotation["bundleDevices"] as? Int == 3, "final bundle not acknowledged by all: \(rotation)")
         #expect(generationStates(status) == [1: "retired", 2: "active"], "\(status)")
+        // What CA 1 issued is superseded: revoked in the register (the broker refuses it anyway), so no finding flags a device.
+        let oldCA = (status["generations"] as? [[String: Any]] ?? []).first { $0["generation"] as? Int == 1 }
+        #expect(oldCA?["liveCertificates"] as? Int == 0, "\(String(describing: oldCA))")
+        let findings = try fleet.ctl(["findings"])
+        #expect(!findings.stdout.contains("issuer_ca_retired"), "\(findings.stdout)")
 
         // 03 — every agent runs a certificate from CA 2, verified by openssl against root + CA 2 alone, and trusts only those two.
         let bundle = try String(contentsOfFile: fleet.bundle, encoding: .utf8)

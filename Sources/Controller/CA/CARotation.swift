@@ -258,12 +258,19 @@ package final class CARotation: @unchecked Sendable {
         let remainingLive = authorities.live.filter { $0.generation != r.from }
         guard let active = remainingLive.first(where: { $0.generation == r.to }) else { throw WireError(.internal, "issuing CA \(r.to) is not loaded") }
         let bundle = try writeBundle(remainingLive)
+        let oldName = try issuerName(r.from)
         try store.transaction { db in
+            // What the old CA issued and is still valid by date was superseded by the campaign (or `ca retire`):
+            // revoked in the register, so nothing counts it as live; the broker refuses it once the CA's CRL is gone.
+            let superseded = try db.query("SELECT count(*) FROM certificates WHERE issuer = ? AND revoked_at IS NULL AND not_after > ?",
+                                          [.text(oldName), .int(t)]).first?.first?.int ?? 0
+            try db.query("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE issuer = ? AND revoked_at IS NULL AND not_after > ?",
+                         [.int(t), .int(Int64(RevocationReason.superseded.rawValue)), .text(oldName), .int(t)])
             try db.query("UPDATE ca_generations SET state = 'retired', retired_at = ? WHERE generation = ?", [.int(t), .int(Int64(r.from))])
             try db.query("UPDATE ca_rotations SET phase = 'completed', phase_started_at = ?, ended_at = ?, detail = NULL WHERE id = ?",
                          [.int(t), .int(t), .text(r.id)])
             try db.audit(time: now, actor: "ca-rotation", action: "ca.rotate.complete", target: r.id, outcome: "ok",
-                         detail: "retired=\(r.from) active=\(r.to) bundle_acknowledged=\(counts.acknowledged)/\(counts.devices) refused=\(counts.refused)")
+                         detail: "retired=\(r.from) active=\(r.to) superseded=\(superseded) bundle_acknowledged=\(counts.acknowledged)/\(counts.devices) refused=\(counts.refused)")
         }
         authorities.replace(active: active, live: remainingLive, bundlePEM: bundle)
         // Its CRL leaves the broker's directory: the broker refuses whatever the old CA issued.

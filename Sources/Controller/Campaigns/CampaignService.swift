@@ -51,6 +51,14 @@ package final class CampaignService: @unchecked Sendable {
         try check((10...(30 * 86400)).contains(r.window), "window must be 10 s to 30 days")
         if let pct = r.abortFailurePercent { try check(pct > 0 && pct <= 100, "abortFailurePercent must be above 0 and at most 100") }
         try check((1...100_000).contains(r.abortMinExecuted), "abortMinExecuted must be 1 to 100000")
+        if let type = r.abortFailureType { try check(["all", "failed", "timed_out"].contains(type), "abortFailureType must be all, failed or timed_out") }
+        let ramp = [r.rampBasePerMinute != nil, r.rampFactor != nil, r.rampEverySucceeded != nil]
+        try check(ramp.allSatisfy { $0 } || ramp.allSatisfy { !$0 }, "a ramp needs rampBasePerMinute, rampFactor and rampEverySucceeded together")
+        if let base = r.rampBasePerMinute, let factor = r.rampFactor, let every = r.rampEverySucceeded {
+            try check((1...r.maxPerMinute).contains(base), "rampBasePerMinute must be 1 to maxPerMinute")
+            try check(factor > 1 && factor <= 5, "rampFactor must be above 1 and at most 5")
+            try check((1...100_000).contains(every), "rampEverySucceeded must be 1 to 100000")
+        }
         let selector = try Selector(p.selector, keys: Selector.revocationKeys, maxTerms: 8)
         let matched = devices.filter(selector.matches).sorted { $0.id < $1.id }
         try check(!matched.isEmpty, "the selector \(p.selector) matches no device")
@@ -60,11 +68,14 @@ package final class CampaignService: @unchecked Sendable {
         try store.transaction { db in
             try db.query("""
                 INSERT INTO campaigns(id, trigger, reason, selector, max_per_minute, canary, abort_failure_pct, abort_min_executed,
-                                      device_timeout, retries, window_seconds, state, created_by, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)
+                                      device_timeout, retries, window_seconds, state, created_by, created_at,
+                                      ramp_base, ramp_factor, ramp_every, abort_failure_type)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?, ?, ?, ?, ?)
                 """, [.text(id), .text(p.trigger), .text(reason), .text(p.selector), .int(Int64(r.maxPerMinute)), .int(Int64(r.canary)),
                       r.abortFailurePercent.map { .real($0) } ?? .null, .int(Int64(r.abortMinExecuted)), .int(Int64(r.deviceTimeout)),
-                      .int(Int64(r.retries)), .int(Int64(r.window)), .text(actor), .int(now)])
+                      .int(Int64(r.retries)), .int(Int64(r.window)), .text(actor), .int(now),
+                      r.rampBasePerMinute.map { .int(Int64($0)) } ?? .null, r.rampFactor.map { .real($0) } ?? .null,
+                      r.rampEverySucceeded.map { .int(Int64($0)) } ?? .null, r.abortFailureType.map { .text($0) } ?? .null])
             for (position, device) in matched.enumerated() {
                 // Only active devices rotate; the others are listed as skipped, with why.
                 let skip = device.state == DeviceState.active.rawValue ? nil : device.state
@@ -137,7 +148,8 @@ package final class CampaignService: @unchecked Sendable {
     /// The columns `view` reads, in its order.
     private static let selectCampaigns = """
         SELECT id, trigger, reason, selector, state, max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout,
-               retries, window_seconds, created_by, created_at, started_at, ended_at, end_reason FROM campaigns
+               retries, window_seconds, created_by, created_at, started_at, ended_at, end_reason,
+               ramp_base, ramp_factor, ramp_every, abort_failure_type FROM campaigns
         """
 
     private func view(_ db: SQLiteConnection, _ r: SQLRow, withDevices: Bool) throws -> CampaignView {
@@ -154,11 +166,22 @@ package final class CampaignService: @unchecked Sendable {
             }
         }
         return CampaignView(id: id, trigger: r[1].text ?? "", reason: r[2].text ?? "", selector: r[3].text ?? "", state: r[4].text ?? "",
-                            rollout: CampaignRollout(maxPerMinute: Int(r[5].int ?? 0), canary: Int(r[6].int ?? 0), abortFailurePercent: r[7].real,
-                                                     abortMinExecuted: Int(r[8].int ?? 1), deviceTimeout: Int(r[9].int ?? 0),
-                                                     retries: Int(r[10].int ?? 0), window: Int(r[11].int ?? 0)),
+                            rollout: CampaignService.rollout(r, from: 5),
                             createdBy: r[12].text ?? "", createdAt: r[13].int ?? 0, startedAt: r[14].int,
                             endedAt: r[15].int, endReason: r[16].text, counts: counts, total: counts.values.reduce(0, +), devices: devices)
+    }
+
+    /// The rollout stored in a campaigns row, read from column `i` on in
+    /// `selectCampaigns`' order (max_per_minute … window_seconds, then the ramp and failure type).
+    private static func rollout(_ r: SQLRow, from i: Int) -> CampaignRollout {
+        var rollout = CampaignRollout(maxPerMinute: Int(r[i].int ?? 0), canary: Int(r[i + 1].int ?? 0), abortFailurePercent: r[i + 2].real,
+                                      abortMinExecuted: Int(r[i + 3].int ?? 1), deviceTimeout: Int(r[i + 4].int ?? 0),
+                                      retries: Int(r[i + 5].int ?? 0), window: Int(r[i + 6].int ?? 0))
+        rollout.rampBasePerMinute = r[i + 12].int.map { Int($0) }
+        rollout.rampFactor = r[i + 13].real
+        rollout.rampEverySucceeded = r[i + 14].int.map { Int($0) }
+        rollout.abortFailureType = r[i + 15].text
+        return rollout
     }
 
     // MARK: the engine
@@ -182,12 +205,10 @@ package final class CampaignService: @unchecked Sendable {
     private func advance(_ id: String) throws {
         let now = Int64(clock().timeIntervalSince1970)
         let toSend = try store.transaction { db -> [String] in
-            guard let c = try db.query("""
-                SELECT max_per_minute, canary, abort_failure_pct, abort_min_executed, device_timeout, retries, window_seconds, started_at
-                FROM campaigns WHERE id = ? AND state = 'running'
-                """, [.text(id)]).first else { return [] }
-            let (perMinute, canary, abortPct, abortMin) = (c[0].int ?? 1, c[1].int ?? 0, c[2].real, c[3].int ?? 1)
-            let (timeout, retries, window, started) = (c[4].int ?? 60, c[5].int ?? 0, c[6].int ?? 86400, c[7].int ?? now)
+            guard let c = try db.query(CampaignService.selectCampaigns + " WHERE id = ? AND state = 'running'", [.text(id)]).first else { return [] }
+            let rollout = CampaignService.rollout(c, from: 5)
+            let (canary, abortPct, abortMin) = (Int64(rollout.canary), rollout.abortFailurePercent, Int64(rollout.abortMinExecuted))
+            let (timeout, retries, window, started) = (Int64(rollout.deviceTimeout), Int64(rollout.retries), Int64(rollout.window), c[14].int ?? now)
             // A sent device that has not reported its new certificate in time: again, or timed out.
             try db.query("""
                 UPDATE campaign_devices SET state = CASE WHEN attempts <= ? THEN 'queued' ELSE 'timed_out' END,
@@ -205,6 +226,12 @@ package final class CampaignService: @unchecked Sendable {
             }
             let failures = (counts["failed"] ?? 0) + (counts["timed_out"] ?? 0)
             let executed = failures + (counts["succeeded"] ?? 0)
+            // The failures the abort criterion counts (AWS IoT Jobs' failureType).
+            let counted = switch rollout.abortFailureType {
+            case "failed": counts["failed"] ?? 0
+            case "timed_out": counts["timed_out"] ?? 0
+            default: failures
+            }
             func end(_ state: String, _ why: String) throws -> [String] {
                 try db.query("UPDATE campaigns SET state = ?, ended_at = ?, end_reason = ? WHERE id = ?", [.text(state), .int(now), .text(why), .text(id)])
                 try db.audit(time: clock(), actor: "controller", action: "campaign.\(state == "completed" ? "complete" : "abort")", target: id,
@@ -212,8 +239,9 @@ package final class CampaignService: @unchecked Sendable {
                 log.notice("campaign \(state)", ["campaign": id, "reason": why])
                 return []
             }
-            if let abortPct, executed >= abortMin, Double(failures) * 100 >= abortPct * Double(executed) {
-                return try end("aborted", "failures \(failures) of \(executed) executed reached \(abortPct)%")
+            if let abortPct, executed >= abortMin, Double(counted) * 100 >= abortPct * Double(executed) {
+                let kind = rollout.abortFailureType.map { $0 == "all" ? "failures" : "\($0) devices" } ?? "failures"
+                return try end("aborted", "\(kind) \(counted) of \(executed) executed reached \(abortPct)%")
             }
             if canary > 0 {
                 let canaryFailed = try db.query("""
@@ -233,6 +261,7 @@ package final class CampaignService: @unchecked Sendable {
             }
             let recent = try db.query("SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND sent_at > ?",
                                       [.text(id), .int(now - 60)]).first?.first?.int ?? 0
+            let perMinute = Int64(rollout.ratePerMinute(succeeded: Int(counts["succeeded"] ?? 0)))
             var budget = min(perMinute - recent, CampaignService.maxSendsPerTick)
             guard budget > 0 else { return [] }
             var picked: [String] = []

@@ -180,6 +180,17 @@ package struct ControllerConfiguration: Sendable {
             t.rollout.deviceTimeout = Int(try r.duration(section, "timeout", default: .seconds(600), range: .seconds(5)...(.seconds(7 * 86400))).seconds)
             t.rollout.retries = try r.int(section, "retries", default: t.rollout.retries, range: 0...10)
             t.rollout.window = Int(try r.duration(section, "window", default: .seconds(86400), range: .seconds(10)...(.seconds(30 * 86400))).seconds)
+            if let type = r.optionalString(section, "abort_failure_type") {
+                guard ["all", "failed", "timed_out"].contains(type) else {
+                    throw ConfigError(path: path, line: file.sectionLines[section], message: "[\(section)] abort_failure_type must be all, failed or timed_out")
+                }
+                t.rollout.abortFailureType = type
+            }
+            if r.optionalString(section, "ramp_base") != nil {
+                t.rollout.rampBasePerMinute = try r.int(section, "ramp_base", default: 1, range: 1...t.rollout.maxPerMinute)
+                t.rollout.rampFactor = try r.double(section, "ramp_factor", default: 2, range: 1.01...5)
+                t.rollout.rampEverySucceeded = try r.int(section, "ramp_every", default: 10, range: 1...100_000)
+            }
             t.autoStart = try r.bool(section, "auto_start", default: true)
             templates[type] = t
         }

@@ -224,7 +224,9 @@ package struct DeviceRegister: Sendable {
             }
             // Ordered by issue time, so the last row per device is its current certificate.
             var latest: [String: SQLRow] = [:]
-            for c in try db.query("SELECT device_id, serial, not_after, issuer FROM certificates ORDER BY issued_at, rowid") { latest[c[0].text ?? ""] = c }
+            for c in try db.query("SELECT device_id, serial, not_after, issuer, not_before, issued_at FROM certificates ORDER BY issued_at, rowid") {
+                latest[c[0].text ?? ""] = c
+            }
             return try db.query(DeviceRegister.deviceColumns + " ORDER BY id").map { row in
                 let id = row[0].text ?? ""
                 return makeView(row, owners: owners[id] ?? [:], latestCertificate: latest[id].map { Array($0.dropFirst()) })
@@ -264,7 +266,7 @@ package struct DeviceRegister: Sendable {
         return view
     }
 
-    /// - Parameter latestCertificate: serial, not_after, issuer of the current certificate.
+    /// - Parameter latestCertificate: serial, not_after, issuer, not_before, issued_at of the current certificate.
     private func makeView(_ row: SQLRow, owners: [String: String], latestCertificate cert: SQLRow?) -> DeviceView {
         let className = row[1].text ?? ""
         let required = policies.current(className)?.policy.requiredOwners ?? OwnerRole.allCases
@@ -285,6 +287,7 @@ package struct DeviceRegister: Sendable {
             view.serial = cert[0].text
             view.notAfter = cert[1].int
             view.issuer = cert[2].text
+            view.issuedAt = cert.count > 4 ? cert[4].int : nil
         }
         return view
     }

@@ -101,7 +101,8 @@ package struct FleetFindings: Sendable {
                 SELECT device_id, serial, issuer, not_after - issued_at FROM certificates WHERE revoked_at IS NULL AND not_after > ?
                 """, [.int(now)]) {
                 guard let id = row[0].text, let d = byID[id] else { continue }
-                if let issuer = row[2].text, !issuer.isEmpty, issuer != currentIssuer {
+                // The device's current certificate only: an older one it no longer uses is superseded, not in service.
+                if let issuer = row[2].text, !issuer.isEmpty, issuer != currentIssuer, row[1].text == d.serial {
                     add("issuer_ca_retired", "high", d, role: "identity", "rotation_on_lifecycle_events",
                         "certificate \(row[1].text ?? "") was issued by \(issuer), not the current issuing CA")
                 }

@@ -1,7 +1,8 @@
 import Foundation
 import Shared
 
-/// Schema v5: issuing-CA generations and CA rotations. A rotation is a
+/// Schema v5: issuing-CA generations and CA rotations; the campaign ramp
+/// and abort failure type. A rotation is a
 /// persisted sequence of phases (trust the new CA everywhere, issue from it,
 /// re-issue every device, retire the old one); `ca_rotation_devices` holds
 /// each device's trust-bundle commands so a restarted controller resumes
@@ -44,6 +45,11 @@ enum SchemaV5 {
                 sent_at INTEGER,
                 PRIMARY KEY (rotation_id, step, device_id)
             );
+            -- Campaigns: an exponential ramp of the rate, and which failures count toward the abort threshold.
+            ALTER TABLE campaigns ADD COLUMN ramp_base INTEGER;
+            ALTER TABLE campaigns ADD COLUMN ramp_factor REAL;
+            ALTER TABLE campaigns ADD COLUMN ramp_every INTEGER;
+            ALTER TABLE campaigns ADD COLUMN abort_failure_type TEXT;
             -- One CRL per issuing CA, and the rotation's "who still holds an old certificate".
             CREATE INDEX IF NOT EXISTS certificates_by_issuer ON certificates(issuer, revoked_at);
             PRAGMA user_version = 5;

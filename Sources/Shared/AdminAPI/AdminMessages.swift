@@ -246,6 +246,8 @@ package struct DeviceView: Codable, Sendable {
     package var attributes: DeviceAttributes?
     /// Issuer (subject) of the current certificate.
     package var issuer: String?
+    /// When the current certificate was issued (selector `issued-before`).
+    package var issuedAt: Int64?
     package var retiredAt: Int64?
     /// The device this one replaced, and the one that replaced it.
     package var replaces: String?

@@ -3,6 +3,9 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How a campaign rolls out: the same settings in a request, a campaign's
 /// view and an event type's template (controller.conf `[event.TYPE]`).
@@ -21,6 +24,23 @@ package struct CampaignRollout: Codable, Sendable, Equatable {
     package var retries: Int = 0
     /// Seconds from the start during which offline devices are waited for.
     package var window: Int = 86400
+    /// Which failures count toward `abortFailurePercent`: `failed` (the
+    /// device refused or the issuance failed), `timed_out`, or nil/`all` for both.
+    package var abortFailureType: String?
+    /// Exponential ramp (AWS IoT Jobs' `exponentialRate`): start at this many
+    /// devices a minute and multiply the rate by `rampFactor` each time
+    /// another `rampEverySucceeded` devices have succeeded, up to `maxPerMinute`.
+    package var rampBasePerMinute: Int?
+    package var rampFactor: Double?
+    package var rampEverySucceeded: Int?
+
+    /// The rate after `succeeded` devices: the ramp's step, or `maxPerMinute` without a ramp.
+    package func ratePerMinute(succeeded: Int) -> Int {
+        guard let base = rampBasePerMinute, let factor = rampFactor, let every = rampEverySucceeded, every > 0 else { return maxPerMinute }
+        let steps = Double(succeeded / every)
+        let rate = Double(base) * pow(factor, steps)
+        return rate >= Double(maxPerMinute) ? maxPerMinute : max(1, Int(rate))
+    }
 
     package init(maxPerMinute: Int = 60, canary: Int = 0, abortFailurePercent: Double? = nil, abortMinExecuted: Int = 1, deviceTimeout: Int = 600,
                  retries: Int = 0, window: Int = 86400) {
