@@ -18,6 +18,11 @@ func eventCommand(_ type: String) throws {
             print("\(r.type): revoked \(v.results.count) device(s), CRL #\(v.crlNumber.map(String.init) ?? "-"), broker reloaded: \(v.brokerReloaded ? "yes" : "NO")"
                   + (v.timeToRevokeP99Ms.map { ", time to revoke p99 \($0) ms" } ?? ""))
         }
+        // Approved again (the class allows re-enrollment after a revocation): each new token, shown once, for the device's token_file.
+        for a in r.reapprovals ?? [] {
+            print("\(a.id): approved again for re-enrollment; one-time token (expires \(time(a.expiresAt))), install it as the agent's token_file and restart the agent:")
+            print(a.token)
+        }
     default:
         table(["DEVICE", "KEY WIPE ACKNOWLEDGED", "RETIRED", "NOTE"],
               (r.retirements ?? []).map { [$0.id, $0.keyWipeAcknowledged ? "yes" : "NO", $0.retired ? "yes" : "NO", $0.note ?? "-"] })

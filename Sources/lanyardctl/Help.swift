@@ -89,7 +89,8 @@ let commandHelp: [String: String] = [
     "class set": """
         usage: lanyardctl class set NAME [--ttl D] [--max-ttl D] [--renew-at F] [--required-owners R,R] [--key-algorithms A,A]
                                    [--rotate-keys yes|no] [--bootstrap-methods M,M] [--renewal-sla D] [--revocation-sla D]
-                                   [--offline-tolerance D] [--reenroll-after-expiry yes|no] [--reenroll-window D] [--exception-max D] [--reason TEXT]
+                                   [--offline-tolerance D] [--reenroll-after-expiry yes|no] [--reenroll-window D] [--exception-max D]
+                                   [--reapprove-after-revocation yes|no] [--reason TEXT]
         Record a new version of a class policy, starting from the current one (role identity).
         """,
     "vendor list": "usage: lanyardctl vendor list\nVendors, support end and identity clauses (any role).",

@@ -15,7 +15,7 @@ do {
         "socket", "server", "cacert", "token-file", "cert", "key", "class", "owner", "token-ttl", "reason", "output",
         "vendor", "model", "hw-serial", "firmware", "site", "zone", "tag", "bootstrap", "state", "with",
         "ttl", "max-ttl", "renew-at", "required-owners", "key-algorithms", "rotate-keys", "bootstrap-methods", "renewal-sla",
-        "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "exception-max",
+        "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "reapprove-after-revocation", "exception-max",
         "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role", "format", "due", "review", "decision", "note", "severity",
         "ref", "trigger", "max-per-minute", "canary", "abort-failure-pct", "abort-min-executed", "timeout", "retries", "window",
         "bundle-timeout", "device-timeout", "abort-failure-type", "ramp-base", "ramp-factor", "ramp-every",
@@ -265,6 +265,7 @@ do {
         if let v = yesNo("reenroll-after-expiry") { p.reenrollAfterExpiry = v }
         if let v = seconds("reenroll-window") { p.reenrollWindow = v }
         if let v = seconds("exception-max") { p.exceptionMaxDuration = v }
+        if let v = yesNo("reapprove-after-revocation") { p.reapproveAfterRevocation = v }
         let r = try client.call(.classSet, ClassSetParams(policy: p, reason: args.value("reason")), as: ClassPolicyView.self)
         if json { printJSON(r) } else { print("class \(r.name) is now at version \(r.version ?? 0)") }
     case ("vendor", "list"):

@@ -76,6 +76,11 @@ package final class AgentRunner {
             notifier.notify("STATUS=retired")
             return .retired
         }
+        if state.state == "revoked", let written = tokenWrittenAfterRevocation() {
+            // An operator approved the device again and installed a new token: enroll afresh, with a new key.
+            log.notice("a new enrollment token was installed after the revocation; enrolling again", ["token_written": String(written)])
+            updateState { $0.state = "enrolling"; $0.lastError = nil; $0.revokedAt = nil; $0.enrolledAt = nil }
+        }
         if state.state == "revoked" {
             log.warning("this device's credential was revoked; waiting for an operator (re-enrollment)", ["device": configuration.deviceID.rawValue])
             notifier.notify("READY=1\nSTATUS=revoked")
@@ -173,7 +178,7 @@ package final class AgentRunner {
             if failure.error.code == WireError.Code.revoked.rawValue {
                 store.eraseAll()
                 credential = nil
-                updateState { $0.state = "revoked"; $0.serial = nil; $0.notAfter = nil; $0.nextRenewal = nil }
+                updateState { $0.state = "revoked"; $0.serial = nil; $0.notAfter = nil; $0.nextRenewal = nil; $0.revokedAt = Int64(Date().timeIntervalSince1970) }
                 notifier.notify("STATUS=revoked")
                 _ = await stop.wait()
                 return .exit(.stopped)
@@ -486,6 +491,16 @@ package final class AgentRunner {
         return String(rest[..<slash])
     }
 
+    /// The modification time of `token_file` when it is newer than the
+    /// revocation (a state file from before `revokedAt` existed: never).
+    func tokenWrittenAfterRevocation() -> Int64? {
+        guard let file = configuration.tokenFile, let revokedAt = state.revokedAt else { return nil }
+        var info = stat()
+        guard stat(file, &info) == 0 else { return nil }
+        let written = Int64(info.st_mtim.tv_sec)
+        return written >= revokedAt ? written : nil
+    }
+
     /// Stops using the credential at once: erase keys, report, disconnect, and
     /// stay alive in `revoked`.
     private func revokeLocally(reason: String) {
@@ -508,6 +523,7 @@ package final class AgentRunner {
             $0.nextRenewal = nil
             $0.connected = false
             $0.lastError = "revoked: \(reason)"
+            $0.revokedAt = Int64(Date().timeIntervalSince1970)
         }
         notifier.notify("STATUS=revoked")
         if let revoked { runHook(.revoke, for: revoked) }

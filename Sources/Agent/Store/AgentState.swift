@@ -27,6 +27,10 @@ package struct AgentState: Codable, Sendable, Equatable {
     /// Device clock minus controller clock (seconds, positive: the device is
     /// ahead), measured from the last certificate reply; see TrustedClock.
     package var clockSkewSeconds: Int64?
+    /// When the credential was revoked (device clock): a token file written
+    /// after it is a new enrollment token from an operator (re-enrollment
+    /// after a compromise, where the class allows it).
+    package var revokedAt: Int64?
     package var updatedAt: Int64 = 0
 
     package init() {}

@@ -28,6 +28,10 @@ package struct DeviceClassPolicy: Sendable, Equatable {
     package var reenrollWindow: Duration = .seconds(7 * 86400)
     /// The longest an exception for this class may last.
     package var exceptionMaxDuration: Duration = .seconds(90 * 86400)
+    /// A revoked device may be approved again (a new one-time token, a new
+    /// key; its revoked certificates stay revoked): re-enrollment after a
+    /// compromise, for classes whose devices can be re-provisioned.
+    package var reapproveAfterRevocation: Bool = false
 
     package init(name: String, ttl: Duration, maxTTL: Duration, renewAt: Double, requiredOwners: [OwnerRole], keyAlgorithms: [String], rotateKeys: Bool,
                  reenrollAfterExpiry: Bool = false, reenrollWindow: Duration = .seconds(7 * 86400)) {
@@ -145,6 +149,7 @@ package struct ControllerConfiguration: Sendable {
             policy.reenrollAfterExpiry = try r.bool(section, "reenroll_after_expiry", default: false)
             policy.reenrollWindow = try r.duration(section, "reenroll_window", default: .seconds(7 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
             policy.exceptionMaxDuration = try r.duration(section, "exception_max", default: .seconds(90 * 86400), range: .seconds(60)...(.seconds(366 * 86400)))
+            policy.reapproveAfterRevocation = try r.bool(section, "reapprove_after_revocation", default: false)
             classes[name] = policy
         }
         if classes.isEmpty {

@@ -32,6 +32,8 @@ package struct LifecycleEvents: Sendable {
     let clock: @Sendable () -> Date
     /// How long retiring agents get to acknowledge the wipe before the revocation goes ahead.
     var wipeWait: Duration = .seconds(5)
+    /// Lifetime of the token of a device approved again after a compromise.
+    package var tokenTTL: Duration = .seconds(86400)
 
     package init(store: Store, register: DeviceRegister, campaigns: CampaignService, revocation: RevocationService, commands: CommandSender,
                  templates: [String: CampaignTemplate], clock: @escaping @Sendable () -> Date) {
@@ -62,7 +64,16 @@ package struct LifecycleEvents: Sendable {
         switch p.type {
         case "device.compromised":
             let result = try revocation.revokeSelected(RevokeSelectedParams(selector: selector, reason: "keyCompromise"), devices: register.list(), actor: actor)
-            return EventResult(type: p.type, action: "revoke", revocation: result)
+            // Then re-enrollment where the class allows it: a new token (the old key is burnt), enrolled with a new key.
+            var reapprovals: [ApprovalResult] = []
+            for id in result.results.map(\.id) {
+                guard let device = try? register.show(id), device.state == DeviceState.revoked.rawValue,
+                      register.policies.current(device.deviceClass)?.policy.reapproveAfterRevocation == true else { continue }
+                reapprovals.append(try register.approve(DeviceApproveParams(id: id), defaultTTL: tokenTTL, actor: actor))
+            }
+            var answer = EventResult(type: p.type, action: "revoke", revocation: result)
+            answer.reapprovals = reapprovals.isEmpty ? nil : reapprovals
+            return answer
         case "device.retired":
             return try retire(selector: selector, reason: why, type: p.type, actor: actor)
         default:

@@ -121,7 +121,7 @@ package final class ClassPolicies: @unchecked Sendable {
                         keyAlgorithms: p.keyAlgorithms, rotateKeys: p.rotateKeys, bootstrapMethods: p.bootstrapMethods,
                         renewalSLA: p.renewalSLA.seconds, revocationSLA: p.revocationSLA.seconds, offlineTolerance: p.offlineTolerance.seconds,
                         reenrollAfterExpiry: p.reenrollAfterExpiry, exceptionMaxDuration: p.exceptionMaxDuration.seconds)
-            .with(reenrollWindow: p.reenrollWindow.seconds)
+            .with(reenrollWindow: p.reenrollWindow.seconds, reapproveAfterRevocation: p.reapproveAfterRevocation)
     }
 
     static func policy(from v: ClassPolicyView) throws -> DeviceClassPolicy {
@@ -139,6 +139,7 @@ package final class ClassPolicies: @unchecked Sendable {
         p.reenrollAfterExpiry = v.reenrollAfterExpiry
         if let window = v.reenrollWindow { p.reenrollWindow = .seconds(window) }
         p.exceptionMaxDuration = .seconds(v.exceptionMaxDuration)
+        p.reapproveAfterRevocation = v.reapproveAfterRevocation ?? false
         return p
     }
 

@@ -99,7 +99,15 @@ package struct DeviceRegister: Sendable {
     package func approve(_ params: DeviceApproveParams, defaultTTL: Duration, actor: String) throws -> ApprovalResult {
         let device = try show(params.id)
         guard let state = DeviceState(rawValue: device.state) else { throw WireError(.internal, "unknown state \(device.state)") }
-        if state != .approved { _ = try Lifecycle.next(from: state, on: .approve) }
+        if state == .revoked {
+            // Re-enrollment after a revocation (a compromise): only where the class allows it. Its revoked certificates stay revoked.
+            guard policies.current(device.deviceClass)?.policy.reapproveAfterRevocation == true else {
+                throw WireError(.invalidTransition, "device \(params.id) is revoked; class \(device.deviceClass) does not allow approving it again "
+                                + "(reapprove_after_revocation), so register a replacement (device replace)")
+            }
+        } else if state != .approved {
+            _ = try Lifecycle.next(from: state, on: .approve)
+        }
         guard device.missingOwners.isEmpty else {
             throw WireError(.ownersMissing, "device \(params.id) has no owner for: \(device.missingOwners.joined(separator: ", "))")
         }

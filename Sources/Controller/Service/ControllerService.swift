@@ -61,10 +61,12 @@ package final class ControllerService: Sendable {
         campaigns = CampaignService(store: store, commands: commands, clock: clock, log: log)
         caRotation = CARotation(layout: layout, store: store, register: register, authorities: authorities, crl: crl, commands: commands,
                                 campaigns: campaigns, trustDomain: configuration.trustDomain, clock: clock, log: log)
+        var events = LifecycleEvents(store: store, register: register, campaigns: campaigns, revocation: revocation, commands: commands,
+                                     templates: configuration.eventTemplates, clock: clock)
+        events.tokenTTL = configuration.tokenTTL
         admin = AdminDispatcher(store: store, register: register, revocation: revocation, configuration: configuration,
                                 issuerName: authorities.active.certificate.commonName ?? "", brokerConnected: { [mqtt] in mqtt.isConnected }, campaigns: campaigns,
-                                events: LifecycleEvents(store: store, register: register, campaigns: campaigns, revocation: revocation, commands: commands,
-                                                        templates: configuration.eventTemplates, clock: clock),
+                                events: events,
                                 caRotation: caRotation, clock: clock, log: log)
         for name in register.policies.drift(from: configuration.classes) {
             log.warning("class policy in the configuration differs from the register's current version; the register wins (lanyardctl class set)",

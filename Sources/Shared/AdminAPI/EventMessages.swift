@@ -52,6 +52,10 @@ package struct EventResult: Codable, Sendable {
     package var campaign: CampaignView?
     package var revocation: RevokeSelectedResult?
     package var retirements: [RetirementCheck]?
+    /// `device.compromised`: the revoked devices approved again because their
+    /// class allows it, each with its new one-time token (shown once) to
+    /// provision out of band; the agent enrolls with a new key when restarted.
+    package var reapprovals: [ApprovalResult]?
 
     package init(type: String, action: String, campaign: CampaignView? = nil, revocation: RevokeSelectedResult? = nil,
                  retirements: [RetirementCheck]? = nil) {

@@ -103,6 +103,8 @@ package struct ClassPolicyView: Codable, Sendable, Equatable {
     package var reenrollWindow: Int64?
     /// The longest an exception for this class may last.
     package var exceptionMaxDuration: Int64
+    /// A revoked device may be approved again (nil in policies recorded before it existed: no).
+    package var reapproveAfterRevocation: Bool?
     package var recordedAt: Int64?
     package var recordedBy: String?
 
@@ -344,9 +346,10 @@ package struct CSVExport: Codable, Sendable {
 }
 
 extension ClassPolicyView {
-    package func with(reenrollWindow seconds: Int64) -> ClassPolicyView {
+    package func with(reenrollWindow seconds: Int64, reapproveAfterRevocation: Bool = false) -> ClassPolicyView {
         var copy = self
         copy.reenrollWindow = seconds
+        copy.reapproveAfterRevocation = reapproveAfterRevocation
         return copy
     }
 }
