@@ -41,6 +41,7 @@ footprint: release
 # BENCH_* variables there), and a 100 000-device register (import, list,
 # filter, export, findings, report); a rotation campaign over the simulated fleet and
 # a bulk revocation (scripts/bench-campaign.sh; BENCH_CAMPAIGN_DEVICES, BENCH_BULK_REVOKE);
+# a CA rotation over the simulated fleet (scripts/bench-ca-rotation.sh; BENCH_CA_DEVICES);
 # Markdown on stdout, JSON under bench/results/.
 bench: footprint
 	$(SWIFT) build -c release --product lanyard-bench
@@ -48,6 +49,7 @@ bench: footprint
 	@scripts/bench.sh
 	$$($(SWIFT) build -c release --show-bin-path)/lanyard-bench --register 100000 --json bench/results/register.json
 	@scripts/bench-campaign.sh
+	@scripts/bench-ca-rotation.sh
 
 clean:
 	rm -rf .build
