@@ -169,6 +169,10 @@ package final class CARotation: @unchecked Sendable {
             case "retiring":
                 try sendBundles(rotation, step: "final", replace: true)
                 if try bundleStepDone(rotation, step: "final", now: now) { try finishRetiring(rotation) }
+            case "completed":
+                // A controller stopped between recording the retirement and destroying the key finishes the job here.
+                let key = layout.issuingKey(generation: rotation.from)
+                if FileManager.default.fileExists(atPath: key) { destroyKey(key) }
             default:
                 return
             }
@@ -471,7 +475,8 @@ package final class CARotation: @unchecked Sendable {
         v.endedAt = row.count > 2 ? row[2].int : nil
         v.detail = row.count > 3 ? row[3].text : nil
         v.campaignId = r.campaignID
-        let step = r.phase == "trusting" || (r.phase == "reissuing") || (r.phase == "stalled" && r.campaignID == nil) ? "trust" : "final"
+        // A rotation stalls only while re-issuing: until it retires, the first bundle is the one that counts.
+        let step = ["trusting", "reissuing", "stalled"].contains(r.phase) ? "trust" : "final"
         let counts = try bundleCounts(db, r.id, step: step)
         v.bundleDevices = counts.devices
         v.bundleSent = counts.sent
