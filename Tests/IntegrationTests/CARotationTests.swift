@@ -165,4 +165,38 @@ struct CARotationTests {
         #expect(try fleet.agentStatus("gw-on")["connected"] as? Bool == true)
         passed = true
     }
+
+    @Test("a controller killed -9 in the middle of the rotation resumes it from the register and completes")
+    func controllerKilledMidRotation() async throws {
+        let ids = ["gw-k1", "gw-k2"]
+        let fleet = try await startFleet(ids)
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        // A slow re-issue (1 a minute): the kill lands while the campaign still has a device to send.
+        let started = try fleet.ctl(["ca", "rotate", "--reason", "kill test", "--max-per-minute", "1", "--bundle-timeout", "20s",
+                                     "--device-timeout", "20s", "--no-wait"])
+        #expect(started.succeeded, "\(started.stdout) \(started.stderr)")
+        try await fleet.wait("the rotation to re-issue", timeout: 30) {
+            (try caStatus(fleet)["rotation"] as? [String: Any])?["phase"] as? String == "reissuing"
+        }
+        fleet.controller?.signal(SIGKILL)
+        if let controller = fleet.controller { _ = try await offPool { controller.wait(timeout: 5) } }
+        fleet.stopController()
+        try fleet.startController()
+        // One device a minute: the second is sent about a minute after the first.
+        try await fleet.wait("the resumed rotation to complete", timeout: 150) {
+            (try caStatus(fleet)["rotation"] as? [String: Any])?["phase"] as? String == "completed"
+        }
+        for id in ids {
+            try await fleet.wait("\(id) to run a CA 2 certificate and be connected", timeout: 20) {
+                let generation = try resolvedGeneration(fleet.stateDirectory(id))
+                return try issuerOf("\(generation)/chain.pem").hasPrefix("Lanyard Issuing CA 2") && fleet.agentStatus(id)["connected"] as? Bool == true
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(fleet.pki)/issuing-ca.key"))
+        // The restarted controller signs with the CA 2 signer it re-issued before the kill, and talks to the broker with its CA 2 client certificate.
+        #expect(try issuerOf("\(fleet.pki)/command-signer.pem").hasPrefix("Lanyard Issuing CA 2"))
+        #expect(try fleet.status()["brokerConnected"] as? Bool == true)
+        passed = true
+    }
 }
