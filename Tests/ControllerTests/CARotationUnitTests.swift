@@ -56,6 +56,12 @@ struct CARotationUnitTests {
         let args = claims["args"] as? [String: String] ?? [:]
         #expect(claims["cmd"] as? String == "bundle" && args["replace"] == "false", "\(claims)")
         #expect(args["bundle"] == (try String(contentsOfFile: f.layout.bundle, encoding: .utf8)), "the bundle sent is root + CA 1 + CA 2")
+
+        // The evidence report tells auditors which CA issues and where the rotation stands.
+        let auditor = AdminActor(name: "auditor-1", roles: [.auditor], auditName: "operator:auditor-1")
+        let report = try f.call(.report, Empty(), as: EvidenceReport.self, actor: auditor)
+        let note = report.controls.first { $0.control == "rotation_on_lifecycle_events" }?.note ?? ""
+        #expect(note.contains("issuing CA 1") && note.contains("last CA rotation rot-") && note.contains("trusting"), "\(note)")
     }
 
     @Test("refusals: a second rotation while one runs, retire with none to retire, bad parameters, the root key offline")

@@ -21,10 +21,11 @@ package struct EvidenceReportBuilder: Sendable {
         let all = try findings.findings()
         let devices = try findings.register.list()
         let live = devices.filter { $0.state == "active" || $0.state == "suspended" }
-        let (verification, exceptionCounts, timesToRevoke) = try findings.store.withConnection { db in
+        let (verification, exceptionCounts, timesToRevoke, rotationNote) = try findings.store.withConnection { db in
             (try AuditChain.verify(db),
              try db.query("SELECT status, count(*) FROM exceptions GROUP BY status").map { "\($0[0].text ?? "") \($0[1].int ?? 0)" },
-             try db.query("SELECT revocation_published_at - revoked_at FROM devices WHERE revocation_published_at IS NOT NULL").compactMap { $0[0].int })
+             try db.query("SELECT revocation_published_at - revoked_at FROM devices WHERE revocation_published_at IS NOT NULL").compactMap { $0[0].int },
+             try EvidenceReportBuilder.rotationEvidence(db))
         }
         var controls: [ControlEvidence] = []
         for control in FleetFindings.controls {
@@ -40,6 +41,7 @@ package struct EvidenceReportBuilder: Sendable {
             case "revocation_within_sla":
                 checked = devices.filter { $0.revokedAt != nil }.count
                 if let worst = timesToRevoke.max() { note = "time from revocation to a published CRL: worst \(worst) s over \(timesToRevoke.count) revocation(s)" }
+            case "rotation_on_lifecycle_events": note = rotationNote
             case "exceptions_approved_and_expiring":
                 checked = exceptionCounts.count
                 note = exceptionCounts.isEmpty ? "no exceptions" : "exceptions by status: " + exceptionCounts.joined(separator: ", ")
@@ -64,5 +66,20 @@ package struct EvidenceReportBuilder: Sendable {
         }
         return EvidenceReport(generatedAt: now, trustDomain: trustDomain, devices: devices.count, auditEntries: verification.entries,
                               auditChainIntact: verification.ok, controls: controls)
+    }
+
+    /// The issuing CA in use, the last CA rotation and the campaigns by outcome: what an auditor asks about rotation.
+    static func rotationEvidence(_ db: SQLiteConnection) throws -> String {
+        var parts: [String] = []
+        if let active = try db.query("SELECT generation, common_name, activated_at FROM ca_generations WHERE state = 'active'").first {
+            parts.append("issuing CA \(active[0].int ?? 0) (\(active[1].text ?? "")) active since \(active[2].int ?? 0)")
+        }
+        if let rotation = try db.query("SELECT id, from_generation, to_generation, phase, created_at, ended_at FROM ca_rotations ORDER BY created_at DESC, rowid DESC LIMIT 1").first {
+            parts.append("last CA rotation \(rotation[0].text ?? "") (CA \(rotation[1].int ?? 0) → CA \(rotation[2].int ?? 0)) \(rotation[3].text ?? "")"
+                         + " started \(rotation[4].int ?? 0)\(rotation[5].int.map { ", ended \($0)" } ?? "")")
+        }
+        let campaigns = try db.query("SELECT state, count(*) FROM campaigns GROUP BY state ORDER BY state").map { "\($0[0].text ?? "") \($0[1].int ?? 0)" }
+        if !campaigns.isEmpty { parts.append("rotation campaigns: " + campaigns.joined(separator: ", ")) }
+        return parts.joined(separator: "; ")
     }
 }
