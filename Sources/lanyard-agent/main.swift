@@ -45,13 +45,23 @@ case "status":
     exit(report.exitStatus)
 case "run":
     umask(0o077)
-    do {
-        let runner = try AgentRunner(configuration: configuration, stop: ShutdownSignal())
-        let result = try await runner.run()
-        exit(result.rawValue)
-    } catch {
-        fail("\(error)", AgentRunner.Exit.failure.rawValue)
+    // Before any task exists: every Swift job runs on this thread's event
+    // loop, not on libdispatch's pool (whose monitor wakes the process every
+    // second; EventLoopExecutor). Signals come through a pipe, not Dispatch.
+    AgentExecutors.install()
+    let stop = ShutdownSignal(signals: [])
+    SignalPipe.watch([(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")]) { stop.fire($0) }
+    Task {
+        do {
+            let runner = try AgentRunner(configuration: configuration, stop: stop)
+            let result = try await runner.run()
+            exit(result.rawValue)
+        } catch {
+            fail("\(error)", AgentRunner.Exit.failure.rawValue)
+        }
     }
+    do { try AgentExecutors.loop.run() } catch { fail("\(error)", AgentRunner.Exit.failure.rawValue) }
+    exit(AgentRunner.Exit.failure.rawValue)
 default:
     fail("unknown command '\(verb)'\n\(usage)", 64)
 }

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Dispatch
+import Synchronization
 import Shared
 #if canImport(Glibc)
 import Glibc
@@ -77,17 +78,18 @@ package struct HookOutcome: Sendable, Equatable {
 ///
 /// posix_spawn, not Foundation.Process: the agent links FoundationEssentials
 /// only. The child gets an empty signal mask and default dispositions (the
-/// agent ignores SIGTERM/SIGINT for its Dispatch signal sources, and a hook
-/// must not inherit that), and its own process group so a timeout kills the
+/// agent's signal handling must not leak into a hook), and its own process group so a timeout kills the
 /// shell *and* whatever it started.
 package enum HookRunner {
-    /// One hook at a time, in order, off the agent's event loop.
-    private static let queue = DispatchQueue(label: "lanyard.agent.hooks")
+    /// One hook at a time, in order, off the agent's event loop: a thread of
+    /// its own (not libdispatch, see EventLoopExecutor), started with the
+    /// first hook and then blocked until the next one.
+    private static let worker = HookWorker()
 
-    /// Runs the hook on the hook queue and calls `completion` there.
+    /// Runs the hook on the hook thread and calls `completion` there.
     package static func launch(_ command: String, context: HookContext, timeout: Duration,
                                completion: @escaping @Sendable (HookOutcome) -> Void) {
-        queue.async { completion(run(command, context: context, timeout: timeout)) }
+        worker.submit { completion(run(command, context: context, timeout: timeout)) }
     }
 
     /// Runs the hook and waits for it (at most `timeout`, then SIGKILL to its
@@ -125,5 +127,29 @@ package enum HookRunner {
             nanosleep(&ts, nil)
             pause = min(pause * 2, 50_000_000)
         }
+    }
+}
+
+/// A serial queue on one plain thread: jobs run in order; the thread sleeps on a semaphore in between.
+private final class HookWorker: Sendable {
+    private let jobs = Mutex<(queue: [@Sendable () -> Void], started: Bool)>(([], false))
+    private let ready = DispatchSemaphore(value: 0)
+
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        let start = jobs.withLock { state -> Bool in
+            state.queue.append(job)
+            defer { state.started = true }
+            return !state.started
+        }
+        if start {
+            PlainThread.start(name: "hooks") { [self] in
+                while true {
+                    ready.wait()
+                    guard let next = jobs.withLock({ $0.queue.isEmpty ? nil : $0.queue.removeFirst() }) else { continue }
+                    next()
+                }
+            }
+        }
+        ready.signal()
     }
 }

@@ -11,7 +11,9 @@ import Glibc
 
 /// Waits for SIGTERM or SIGINT (graceful stop) without a signal handler
 /// running arbitrary code: the signals are ignored and watched by Dispatch.
-/// Any number of tasks may wait; all are woken by the first signal.
+/// Any number of tasks may wait; all are woken by the first signal. With
+/// `signals: []` nothing is watched and only `fire` wakes the waiters (the
+/// agent watches its signals without Dispatch, SignalPipe).
 package final class ShutdownSignal: Sendable {
     private struct State {
         var fired: String?
