@@ -106,6 +106,22 @@ struct CARotationUnitTests {
     }
 }
 
+extension CARotationUnitTests {
+    @Test("an operator certificate from a retired issuing CA no longer authenticates, though its chain still reaches the root")
+    func operatorCertificateFromRetiredCA() throws {
+        let f = try ControllerFixture()
+        let operators = OperatorRegister(store: f.store, clock: f.clock.function)
+        _ = try operators.add(OperatorAddParams(name: "alice", roles: ["ops"]), createdBy: "test")
+        let key = try PrivateKey.generateP256()
+        let csr = try CertificateSigningRequest.make(commonName: "alice", key: key)
+        let certificates = OperatorCertificates(store: f.store, trustDomain: testTrustDomain, clock: f.clock.function)
+        let chain = try Certificate.chain(fromPEM: certificates.issue(csrPEM: csr.pem, name: "alice", days: 30, authority: f.authority, actor: "test"))
+        #expect(try certificates.authenticate(der: chain[0].der, operators: operators)?.name == "alice")
+        _ = try f.sqlite("UPDATE ca_generations SET state = 'retired' WHERE generation = 1")
+        #expect(try certificates.authenticate(der: chain[0].der, operators: operators) == nil)
+    }
+}
+
 private func WireErrorValue(_ body: () throws -> Any) throws -> WireError {
     do { _ = try body() } catch let error as WireError { return error }
     throw WireError(.internal, "expected a coded refusal")

@@ -40,6 +40,14 @@ package struct OperatorCertificates: Sendable {
         }
     }
 
+    /// Whether `cert` comes from an issuing CA a rotation has retired (docs/ca-rotation.md).
+    func issuedByRetiredCA(_ cert: Certificate) throws -> Bool {
+        guard let issuer = cert.issuerCommonName else { return true }
+        return try store.withConnection { db in
+            try !db.query("SELECT 1 FROM ca_generations WHERE common_name = ? AND state = 'retired'", [.text(issuer)]).isEmpty
+        }
+    }
+
     /// The operator a verified client certificate names, or nil (another
     /// kind of certificate from the same CA, a device's for one, or a removed operator).
     package func authenticate(der: [UInt8], operators: OperatorRegister) throws -> AdminActor? {
@@ -48,6 +56,8 @@ package struct OperatorCertificates: Sendable {
         guard cert.uriSANs.count == 1, let uri = cert.uriSANs.first, uri.hasPrefix(prefix) else { return nil }
         let name = String(uri.dropFirst(prefix.count))
         guard OperatorRegister.isValidName(name), cert.commonName == name, let found = try operators.find(name) else { return nil }
+        // TLS verified the chain up to the root, which still vouches for a retired issuing CA: refuse what that CA issued.
+        guard try !issuedByRetiredCA(cert) else { return nil }
         return found
     }
 }
