@@ -85,7 +85,7 @@ package enum CertificateIssuer {
     ) throws -> Certificate {
         try validate(template)
         if let issuer {
-            guard X509_check_private_key(issuer.x509, issuerKey.pkey) == 1 else {
+            guard issuerKey.matches(issuer) else {
                 throw CryptoError.openSSL("bad_input", "issuer key does not match issuer certificate")
             }
             guard issuer.isCA else { throw CryptoError(code: "bad_input", message: "issuer certificate is not a CA") }
@@ -121,17 +121,53 @@ package enum CertificateIssuer {
         if !(template.uriSANs.isEmpty && template.dnsSANs.isEmpty && template.ipSANs.isEmpty) {
             try addSubjectAltName(x509, template)
         }
-        // Fixed configuration strings only: no caller text reaches OpenSSL's config parser.
-        var context = X509V3_CTX()
-        X509V3_set_ctx(&context, issuer?.x509 ?? x509, x509, nil, nil, 0)
-        try addConfigured(x509, &context, NID_subject_key_identifier, "hash")
-        if issuer != nil { try addConfigured(x509, &context, NID_authority_key_identifier, "keyid:always") }
+        // subjectKeyIdentifier: RFC 5280 4.2.1.2 method (1), the SHA-1 of the
+        // subjectPublicKey BIT STRING, as OpenSSL's "hash" computes it; built
+        // directly so that each certificate does not go through the config
+        // parser and a SHA-1 fetch by name.
+        try addSubjectKeyIdentifier(x509)
+        if let issuer {
+            // authorityKeyIdentifier = the issuer's own subjectKeyIdentifier ("keyid:always").
+            if let keyID = X509_get0_subject_key_id(issuer.x509) {
+                try addAuthorityKeyIdentifier(x509, keyID)
+            } else {
+                // Fixed configuration strings only: no caller text reaches OpenSSL's config parser.
+                var context = X509V3_CTX()
+                X509V3_set_ctx(&context, issuer.x509, x509, nil, nil, 0)
+                try addConfigured(x509, &context, NID_authority_key_identifier, "keyid:always")
+            }
+        }
 
         guard X509_sign(x509, issuerKey.pkey, digest(for: issuerKey.pkey)) > 0 else {
             throw CryptoError.openSSL("signing_failed", "cannot sign certificate")
         }
         owned = false
-        return try Certificate(owning: x509)
+        // The certificate carries exactly `subjectKey` (X509_set_pubkey above):
+        // reuse its wrapper instead of decoding and re-encoding the key.
+        return try Certificate(owning: x509, publicKey: subjectKey)
+    }
+
+    private static func addSubjectKeyIdentifier(_ x509: OpaquePointer) throws {
+        guard let bits = X509_get0_pubkey_bitstr(x509), let data = bits.pointee.data else {
+            throw CryptoError.openSSL("signing_failed", "certificate has no public key")
+        }
+        var hash = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        guard EVP_Digest(data, Int(bits.pointee.length), &hash, &length, FetchedDigest.sha1, nil) == 1 else {
+            throw CryptoError.openSSL("signing_failed", "cannot hash public key")
+        }
+        guard let keyID = ASN1_OCTET_STRING_new() else { throw CryptoError.openSSL("signing_failed", "alloc") }
+        defer { ASN1_OCTET_STRING_free(keyID) }
+        guard ASN1_OCTET_STRING_set(keyID, hash, Int32(length)) == 1 else { throw CryptoError.openSSL("signing_failed", "subjectKeyIdentifier") }
+        try add(x509, NID_subject_key_identifier, UnsafeMutableRawPointer(keyID), critical: false)
+    }
+
+    private static func addAuthorityKeyIdentifier(_ x509: OpaquePointer, _ issuerKeyID: UnsafePointer<ASN1_OCTET_STRING>) throws {
+        guard let identifier = AUTHORITY_KEYID_new() else { throw CryptoError.openSSL("signing_failed", "alloc") }
+        defer { AUTHORITY_KEYID_free(identifier) }
+        guard let keyID = ASN1_OCTET_STRING_dup(issuerKeyID) else { throw CryptoError.openSSL("signing_failed", "alloc") }
+        identifier.pointee.keyid = keyID  // freed with `identifier`
+        try add(x509, NID_authority_key_identifier, UnsafeMutableRawPointer(identifier), critical: false)
     }
 
     private static func validate(_ template: CertificateTemplate) throws {
