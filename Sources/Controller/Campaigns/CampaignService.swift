@@ -277,7 +277,7 @@ package final class CampaignService: @unchecked Sendable {
 
     /// The controller issued `device` a certificate for `campaign`.
     package func noteIssued(device: DeviceID, campaign: String, serial: String) {
-        try? store.withConnection { db in
+        try? store.transaction { db in
             try db.query("UPDATE campaign_devices SET issued_serial = ?, updated_at = ? WHERE campaign_id = ? AND device_id = ? AND state = 'sent'",
                          [.text(serial), .int(Int64(clock().timeIntervalSince1970)), .text(campaign), .text(device.rawValue)])
         }
@@ -285,17 +285,20 @@ package final class CampaignService: @unchecked Sendable {
 
     /// A state report: the device runs on `serial` now.
     package func noteState(device: DeviceID, serial: String?) {
+        try? store.transaction { db in try noteState(db, device: device, serial: serial) }
+    }
+
+    /// `noteState` inside the caller's transaction (with the device's state, ControllerService).
+    package func noteState(_ db: SQLiteConnection, device: DeviceID, serial: String?) throws {
         guard let serial else { return }
-        try? store.withConnection { db in
-            try db.query("UPDATE campaign_devices SET state = 'succeeded', updated_at = ? WHERE device_id = ? AND state = 'sent' AND issued_serial = ?",
-                         [.int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(serial)])
-        }
+        try db.query("UPDATE campaign_devices SET state = 'succeeded', updated_at = ? WHERE device_id = ? AND state = 'sent' AND issued_serial = ?",
+                     [.int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(serial)])
     }
 
     /// The device refused the rotate command: failed, with its coded reason.
     package func noteAck(device: DeviceID, _ ack: CommandAck) {
         guard ack.outcome == "refused" else { return }
-        try? store.withConnection { db in
+        try? store.transaction { db in
             try db.query("UPDATE campaign_devices SET state = 'failed', code = ?, updated_at = ? WHERE device_id = ? AND jti = ? AND state = 'sent'",
                          [.text(String((ack.code ?? "refused").prefix(32))), .int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(ack.jti)])
         }

@@ -1,0 +1,81 @@
+import Foundation
+
+/// A fixed set of threads that handle broker messages concurrently, so that
+/// CSR checks and signing use every core and the register's group commit
+/// (`Store.transaction`) has several transactions to put in one COMMIT.
+///
+/// Work is assigned by key (the device id): one device's messages always go
+/// to the same thread and are handled in arrival order, one at a time — an
+/// ack before the state report that follows it, a re-sent request after the
+/// original has been answered (and committed). Different devices run in
+/// parallel. Threads, not Swift tasks: the handlers block (fsync, the group
+/// commit's wait), which must not starve the cooperative pool.
+final class MessageWorkers: @unchecked Sendable {
+    // @unchecked Sendable: each queue's `jobs` and `stopped` are guarded by its `condition`.
+    private final class Queue: @unchecked Sendable {
+        let condition = NSCondition()
+        var jobs: [@Sendable () -> Void] = []
+        var head = 0
+        var stopped = false
+    }
+
+    private let queues: [Queue]
+    private let threads: [Thread]
+
+    init(count: Int, name: String) {
+        precondition(count > 0)
+        let queues = (0..<count).map { _ in Queue() }
+        self.queues = queues
+        threads = queues.enumerated().map { index, queue in
+            let thread = Thread { MessageWorkers.run(queue) }
+            thread.name = "\(name)-\(index)"
+            thread.stackSize = 1 << 20
+            return thread
+        }
+        for thread in threads { thread.start() }
+    }
+
+    /// A sensible default: enough threads that some wait for a COMMIT while
+    /// others use the cores.
+    static var defaultCount: Int { min(max(ProcessInfo.processInfo.activeProcessorCount * 8, 8), 64) }
+
+    /// Queues `job` on the thread that owns `key`.
+    func submit(key: String, _ job: @escaping @Sendable () -> Void) {
+        var hasher = Hasher()
+        hasher.combine(key)
+        let queue = queues[Int(UInt(bitPattern: hasher.finalize()) % UInt(queues.count))]
+        queue.condition.lock()
+        queue.jobs.append(job)
+        queue.condition.signal()
+        queue.condition.unlock()
+    }
+
+    /// Lets the queued work finish, then ends the threads.
+    func stop() {
+        for queue in queues {
+            queue.condition.lock()
+            queue.stopped = true
+            queue.condition.signal()
+            queue.condition.unlock()
+        }
+    }
+
+    private static func run(_ queue: Queue) {
+        while true {
+            queue.condition.lock()
+            while queue.head == queue.jobs.count && !queue.stopped { queue.condition.wait() }
+            if queue.head == queue.jobs.count {
+                queue.condition.unlock()
+                return
+            }
+            let job = queue.jobs[queue.head]
+            queue.head += 1
+            if queue.head == queue.jobs.count || queue.head >= 1024 {
+                queue.jobs.removeFirst(queue.head)
+                queue.head = 0
+            }
+            queue.condition.unlock()
+            job()
+        }
+    }
+}
