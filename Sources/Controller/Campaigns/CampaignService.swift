@@ -263,15 +263,28 @@ package final class CampaignService: @unchecked Sendable {
         }
         // Published after the commit: a crash in between leaves `sent` rows
         // without a command, which time out and are retried; none is sent twice.
-        for device in toSend {
-            guard let deviceID = DeviceID(device) else { continue }
-            if let jti = commands.sendReturningID(to: deviceID, command: "rotate", args: ["campaign": id]) {
-                _ = try store.withConnection { db in
-                    try db.query("UPDATE campaign_devices SET jti = ? WHERE campaign_id = ? AND device_id = ?", [.text(jti), .text(id), .text(device)])
+        // Devices are independent: several lanes sign and send at once, and
+        // their register writes share COMMITs (Store.transaction's group commit).
+        let lanes = min(CampaignService.sendLanes, toSend.count)
+        guard lanes > 0 else { return }
+        MessageWorkers.runLanes(lanes) { [self] lane in
+            for device in stride(from: lane, to: toSend.count, by: lanes).map({ toSend[$0] }) {
+                guard let deviceID = DeviceID(device) else { continue }
+                if let jti = commands.sendReturningID(to: deviceID, command: "rotate", args: ["campaign": id]) {
+                    do {
+                        try store.transaction { db in
+                            try db.query("UPDATE campaign_devices SET jti = ? WHERE campaign_id = ? AND device_id = ?", [.text(jti), .text(id), .text(device)])
+                        }
+                    } catch {
+                        log.error("campaign: cannot record the command id", ["campaign": id, "device": device, "error": "\(error)"])
+                    }
                 }
             }
         }
     }
+
+    /// Commands of one tick signed and sent at once.
+    static let sendLanes = 16
 
     // MARK: what devices and the issuer report
 

@@ -10,7 +10,7 @@ import Foundation
 /// original has been answered (and committed). Different devices run in
 /// parallel. Threads, not Swift tasks: the handlers block (fsync, the group
 /// commit's wait), which must not starve the cooperative pool.
-final class MessageWorkers: @unchecked Sendable {
+package final class MessageWorkers: @unchecked Sendable {
     // @unchecked Sendable: each queue's `jobs` and `stopped` are guarded by its `condition`.
     private final class Queue: @unchecked Sendable {
         let condition = NSCondition()
@@ -37,7 +37,25 @@ final class MessageWorkers: @unchecked Sendable {
 
     /// A sensible default: enough threads that some wait for a COMMIT while
     /// others use the cores.
-    static var defaultCount: Int { min(max(ProcessInfo.processInfo.activeProcessorCount * 8, 8), 64) }
+    package static var defaultCount: Int { min(max(ProcessInfo.processInfo.activeProcessorCount * 8, 8), 64) }
+
+    /// Runs `body(0..<lanes)` on `lanes` threads of their own and returns when all
+    /// have finished. Unlike `DispatchQueue.concurrentPerform`, which runs no more
+    /// lanes at once than there are cores, a lane waiting for a COMMIT does not
+    /// hold up the others.
+    package static func runLanes(_ lanes: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let done = DispatchGroup()
+        for lane in 0..<lanes {
+            done.enter()
+            let thread = Thread {
+                body(lane)
+                done.leave()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        done.wait()
+    }
 
     /// Queues `job` on the thread that owns `key`.
     func submit(key: String, _ job: @escaping @Sendable () -> Void) {
