@@ -78,7 +78,16 @@ package final class MessageWorkers: @unchecked Sendable {
         }
     }
 
+    /// Nice value of the worker threads. Below the MQTT network thread and the
+    /// task that hands messages out: when the machine is busy, reading from
+    /// the broker (and acknowledging what was read) comes first, and the
+    /// backlog waits in these queues instead of overflowing the broker's
+    /// per-client queue (`max_queued_messages`), which drops messages.
+    static let niceness: Int32 = 5
+
     private static func run(_ queue: Queue) {
+        // Linux keeps a nice value per thread: `who` 0 is the calling thread only (setpriority(2), BUGS).
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness)
         while true {
             queue.condition.lock()
             while queue.head == queue.jobs.count && !queue.stopped { queue.condition.wait() }
