@@ -112,7 +112,7 @@ package enum CertificateIssuer {
             X509_set_issuer_name(x509, issuer.map { X509_get_subject_name($0.x509) } ?? subject) == 1,
             X509_set1_notBefore(x509, notBefore) == 1,
             X509_set1_notAfter(x509, notAfter) == 1,
-            X509_set_pubkey(x509, subjectKey.pkey) == 1
+            setPublicKey(x509, subjectKey)
         else { throw CryptoError.openSSL("signing_failed", "cannot fill certificate fields") }
 
         try addBasicConstraints(x509, template)
@@ -145,6 +145,30 @@ package enum CertificateIssuer {
         // The certificate carries exactly `subjectKey` (X509_set_pubkey above):
         // reuse its wrapper instead of decoding and re-encoding the key.
         return try Certificate(owning: x509, publicKey: subjectKey)
+    }
+
+    /// X509_set_pubkey, through a legacy EC copy of `key` when its
+    /// SubjectPublicKeyInfo comes out byte for byte the same (P-256, P-384),
+    /// which avoids OpenSSL 3's encoder + decoder round trip (shim.h,
+    /// `lanyard_legacy_ec_public_key`); any other key as given.
+    private static func setPublicKey(_ x509: OpaquePointer, _ key: PublicKey) -> Bool {
+        let nid: Int32
+        switch key.algorithm {
+        case .p256: nid = NID_X9_62_prime256v1
+        case .p384: nid = NID_secp384r1
+        default: return X509_set_pubkey(x509, key.pkey) == 1
+        }
+        var point = [UInt8](repeating: 0, count: 133)
+        var length = 0
+        guard EVP_PKEY_get_octet_string_param(key.pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, &point, point.count, &length) == 1,
+            let legacy = lanyard_legacy_ec_public_key(nid, point, length)
+        else {
+            CryptoError.clearOpenSSLErrors()
+            return X509_set_pubkey(x509, key.pkey) == 1
+        }
+        defer { EVP_PKEY_free(legacy) }
+        guard encodeDER({ i2d_PUBKEY(legacy, $0) }) == key.spkiDER else { return X509_set_pubkey(x509, key.pkey) == 1 }
+        return X509_set_pubkey(x509, legacy) == 1
     }
 
     private static func addSubjectKeyIdentifier(_ x509: OpaquePointer) throws {
