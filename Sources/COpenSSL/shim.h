@@ -79,4 +79,25 @@ static inline long lanyard_SSL_CTX_set_release_buffers(SSL_CTX *ctx) {
     return SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }
 
+// ---- Certificate signing (Sources/Shared/Crypto/CertificateIssuer.swift) ----
+// X509_set_pubkey with an EVP_PKEY from a provider (every key OpenSSL 3
+// decodes or generates) runs an OSSL_ENCODER to DER and decodes that DER again
+// through OSSL_DECODER: about two thirds of signing a leaf certificate. With a
+// legacy EC key it uses the EC method's own encoder instead. This makes that
+// legacy copy of an EC public key (named curve `nid`, encoded point `point`);
+// the caller checks that its SubjectPublicKeyInfo is byte for byte the
+// original's before using it. NULL on any failure. The deprecation warnings
+// of the EC_KEY calls are silenced here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static inline EVP_PKEY *lanyard_legacy_ec_public_key(int nid, const unsigned char *point, size_t length) {
+    EC_KEY *ec = EC_KEY_new_by_curve_name(nid);
+    if (ec == NULL) return NULL;
+    if (EC_KEY_oct2key(ec, point, length, NULL) != 1) { EC_KEY_free(ec); return NULL; }
+    EVP_PKEY *pkey = EVP_PKEY_new();
+    if (pkey == NULL || EVP_PKEY_assign_EC_KEY(pkey, ec) != 1) { EVP_PKEY_free(pkey); EC_KEY_free(ec); return NULL; }
+    return pkey;
+}
+#pragma GCC diagnostic pop
+
 #endif

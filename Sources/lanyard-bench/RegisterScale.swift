@@ -6,11 +6,13 @@ import Shared
 /// CSV, as a CMDB sync would, each with a certificate row) and how long the
 /// operations over all of it take: list, a filtered list, CSV export,
 /// findings and the evidence report.
-func registerScale(_ count: Int, jsonPath: String?) throws {
+/// With `databasePath` the register is built in that file (a controller's,
+/// e.g. for the start-up figures of scripts/bench-startup.sh) and kept.
+func registerScale(_ count: Int, jsonPath: String?, databasePath: String? = nil) throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lanyard-bench-reg-\(UUID().uuidString.prefix(8))").path
     defer { try? FileManager.default.removeItem(atPath: dir) }
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let store = try Store(path: "\(dir)/lanyard.db")
+    let store = try Store(path: databasePath ?? "\(dir)/lanyard.db")
     let policy = DeviceClassPolicy(name: "default", ttl: .seconds(86400), maxTTL: .seconds(30 * 86400), renewAt: 2.0 / 3.0,
                                    requiredOwners: OwnerRole.allCases, keyAlgorithms: ["P-256"], rotateKeys: true)
     let register = try DeviceRegister(store: store, classes: ["default": policy], clock: { Date() })

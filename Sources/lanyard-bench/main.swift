@@ -1,6 +1,7 @@
 import Controller
 import Foundation
 import Shared
+import Synchronization
 
 // lanyard-bench: issuance figures on this machine, in-process.
 //   1. the crypto bound: P-256 CSR signature verification + certificate
@@ -10,7 +11,8 @@ import Shared
 //      reported as certificates/s, CPU ms per certificate and its ratio to (1).
 // The MQTT round trip is not included: that is the fleet simulator's job.
 // Usage: lanyard-bench [--count N] [--json FILE]
-//        lanyard-bench --register N [--json FILE]   (register scale: RegisterScale.swift)
+//        lanyard-bench --register N [--register-db FILE] [--json FILE]   (register scale: RegisterScale.swift;
+//                                                   --register-db builds it in a controller's database and keeps it)
 
 func cpuSeconds() -> Double {
     var usage = rusage()
@@ -25,9 +27,9 @@ func measure(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double) 
     return (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, cpuSeconds() - c0)
 }
 
-let args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["count", "json", "register"], flagOptions: ["help"])
+let args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["count", "json", "register", "register-db"], flagOptions: ["help"])
 if args.flag("help") {
-    print("usage: lanyard-bench [--count N] [--json FILE]\n       lanyard-bench --register N [--json FILE]")
+    print("usage: lanyard-bench [--count N] [--json FILE]\n       lanyard-bench --register N [--register-db FILE] [--json FILE]")
     exit(0)
 }
 if let text = args.value("register") {
@@ -35,7 +37,7 @@ if let text = args.value("register") {
         FileHandle.standardError.write(Data("lanyard-bench: --register must be 1...1000000\n".utf8))
         exit(64)
     }
-    try registerScale(n, jsonPath: args.value("json"))
+    try registerScale(n, jsonPath: args.value("json"), databasePath: args.value("register-db"))
     exit(0)
 }
 guard let count = Int(args.value("count") ?? "2000"), count > 0, count <= 1_000_000 else {
@@ -49,15 +51,16 @@ let layout = PKILayout(directory: "\(dir)/pki")
 try PKIInitializer(layout: layout, trustDomain: "bench.lanyard").run()
 let authority = try IssuingAuthority.load(layout)
 
-print("preparing \(count) device keys and CSRs ...")
-let ids = (0..<count).map { String(format: "dev-%07d", $0) }
+print("preparing \(2 * count) device keys and CSRs ...")
+// The first `count` for the crypto bound and the one-thread path, the others for the concurrent path.
+let ids = (0..<(2 * count)).map { String(format: "dev-%07d", $0) }
 let keys = try ids.map { _ in try PrivateKey.generateP256() }
 let csrs = try zip(ids, keys).map { try CertificateSigningRequest.make(commonName: $0, key: $1) }
 
 // 1. Crypto bound.
 let now = Date()
 let bound = try measure {
-    for (id, csr) in zip(ids, csrs) {
+    for (id, csr) in zip(ids, csrs).prefix(count) {
         guard csr.verifySignature() else { fatalError("CSR does not verify") }
         var t = CertificateTemplate(commonName: id, serial: CertificateTemplate.randomSerial(), notBefore: now, notAfter: now.addingTimeInterval(86400))
         t.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
@@ -84,8 +87,26 @@ for (id, csr) in zip(ids, csrs) {
 }
 var refused = 0
 let path = measure {
-    for (request, device) in requests where issuance.enroll(request, topicDevice: device).status != "issued" { refused += 1 }
+    for (request, device) in requests.prefix(count) where issuance.enroll(request, topicDevice: device).status != "issued" { refused += 1 }
 }
+// 3. The same path from as many threads as the controller's MQTT workers
+// (MessageWorkers.defaultCount): CSR checks and signing on every core, the
+// register's writes group-committed (Store.transaction).
+let threads = MessageWorkers.defaultCount
+let concurrentRefused = Mutex(0)
+let countsBefore = store.groupCommitCounts
+let concurrent = measure {
+    let pending = Array(requests.suffix(count))
+    MessageWorkers.runLanes(threads) { worker in
+        for index in stride(from: worker, to: pending.count, by: threads) {
+            let (request, device) = pending[index]
+            if issuance.enroll(request, topicDevice: device).status != "issued" { concurrentRefused.withLock { $0 += 1 } }
+        }
+    }
+}
+let countsAfter = store.groupCommitCounts
+let commits = countsAfter.commits - countsBefore.commits
+refused += concurrentRefused.withLock { $0 }
 guard refused == 0 else {
     FileHandle.standardError.write(Data("lanyard-bench: \(refused) enrollments were refused\n".utf8))
     exit(1)
@@ -94,10 +115,13 @@ guard refused == 0 else {
 let machine = "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / (1 << 30)) GiB"
 let boundRate = Double(count) / bound.wall
 let pathRate = Double(count) / path.wall
+let concurrentRate = Double(count) / concurrent.wall
 let rows: [(String, String, String, String)] = [
     ("crypto bound: CSR verify + sign (1 core)", String(format: "%.0f/s", boundRate), String(format: "%.3f ms", bound.cpu * 1000 / Double(count)), "1.00"),
-    ("controller enroll path, SQLite (1 core)", String(format: "%.0f/s", pathRate), String(format: "%.3f ms", path.cpu * 1000 / Double(count)),
+    ("controller enroll path, SQLite (1 thread)", String(format: "%.0f/s", pathRate), String(format: "%.3f ms", path.cpu * 1000 / Double(count)),
      String(format: "%.2f", pathRate / boundRate)),
+    ("controller enroll path, \(threads) threads, group commit (\(count) in \(commits) commits)", String(format: "%.0f/s", concurrentRate),
+     String(format: "%.3f ms", concurrent.cpu * 1000 / Double(count)), String(format: "%.2f", concurrentRate / boundRate)),
 ]
 print("\n| issuance (\(machine), \(count) certificates) | wall rate | CPU per certificate | ratio to bound |")
 print("|---|---|---|---|")
@@ -108,6 +132,8 @@ if let jsonPath = args.value("json") {
         "machine": machine, "count": count, "command": "lanyard-bench --count \(count)", "date": ISO8601DateFormatter().string(from: Date()),
         "crypto_bound_per_second": boundRate, "crypto_bound_cpu_ms": bound.cpu * 1000 / Double(count),
         "enroll_path_per_second": pathRate, "enroll_path_cpu_ms": path.cpu * 1000 / Double(count), "ratio_to_bound": pathRate / boundRate,
+        "enroll_path_concurrent_threads": threads, "enroll_path_concurrent_per_second": concurrentRate,
+        "enroll_path_concurrent_cpu_ms": concurrent.cpu * 1000 / Double(count), "enroll_path_concurrent_commits": commits,
     ]
     try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: jsonPath))
 }

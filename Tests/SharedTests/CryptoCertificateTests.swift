@@ -30,6 +30,36 @@ struct CryptoCertificateTests {
         #expect(pki.root.isIssued(by: pki.root))
     }
 
+    @Test("the leaf carries exactly the CSR's key, its key identifiers are OpenSSL's: SKI = SHA-1 of the key bits, AKI = the issuer's SKI (root, issuing and leaf)")
+    func keyAndKeyIdentifiers() throws {
+        let pki = try CryptoTestPKI(now: Date())
+        let (key, leaf) = try pki.issueDevice("gw-18")
+        // Read back from the DER alone, not from the wrapper the issuer handed over.
+        #expect(try Certificate(der: leaf.der).publicKey == key.publicKey)
+        #expect(try Certificate(der: pki.issuing.der).publicKey == pki.issuingKey.publicKey)
+        let dir = try CryptoTempDir()
+        defer { dir.remove() }
+        func identifiers(_ name: String, _ cert: Certificate) throws -> (ski: String, aki: String?, keyHash: String) {
+            try dir.write(name, cert.pem, mode: 0o644)
+            let text = try CryptoTools.openssl(["x509", "-in", name, "-noout", "-ext", "subjectKeyIdentifier,authorityKeyIdentifier"], in: dir).stdout
+            let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            func value(after heading: String) -> String? {
+                guard let i = lines.firstIndex(where: { $0.hasPrefix(heading) }), i + 1 < lines.count else { return nil }
+                return lines[i + 1].replacingOccurrences(of: ":", with: "").replacingOccurrences(of: "keyid", with: "").lowercased()
+            }
+            // The subjectPublicKey BIT STRING's content is the last 65 bytes of a P-256 SPKI.
+            try Data(cert.publicKey.spkiDER.suffix(65)).write(to: URL(fileURLWithPath: dir.path(name + ".bits")))
+            let keyHash = String(try CryptoTools.openssl(["dgst", "-sha1", "-r", name + ".bits"], in: dir).stdout.prefix(40))
+            return (value(after: "X509v3 Subject Key Identifier") ?? "", value(after: "X509v3 Authority Key Identifier"), keyHash)
+        }
+        let root = try identifiers("root.pem", pki.root)
+        let issuing = try identifiers("issuing.pem", pki.issuing)
+        let leafIDs = try identifiers("leaf.pem", leaf)
+        #expect(root.ski == root.keyHash)
+        #expect(issuing.ski == issuing.keyHash && issuing.aki == root.ski)
+        #expect(leafIDs.ski == leafIDs.keyHash && leafIDs.aki == issuing.ski)
+    }
+
     @Test("`openssl x509 -text` shows CA:FALSE, Digital Signature, clientAuth and the URI SAN; serial is 128-bit random and positive")
     func leafContentsAsOpenSSLSeesThem() throws {
         let pki = try CryptoTestPKI(now: CryptoTestClock.fixedReference.date)

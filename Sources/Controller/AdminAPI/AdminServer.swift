@@ -71,6 +71,11 @@ package final class AdminServer: @unchecked Sendable {
     }
 
     private func serve(_ conn: Int32) {
+        // A large answer (`device list` of a big register: hundreds of MB of
+        // JSON and base64 on the way) leaves glibc's heap grown; hand the
+        // freed pages back once it is written and dropped.
+        var largeAnswer = false
+        defer { if largeAnswer { _ = glibcMallocTrim(0) } }
         defer { close(conn) }
         _ = fcntl(conn, F_SETFD, FD_CLOEXEC)
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
@@ -83,6 +88,7 @@ package final class AdminServer: @unchecked Sendable {
             var bytes = WireCodec.encode(response)
             bytes.append(0x0A)
             _ = UnixSocket.writeAll(conn, bytes)
+            largeAnswer = bytes.count > AdminServer.largeAnswerBytes
         }
         guard allowedUIDs.contains(cred.uid) else {
             onRefused(actor)
@@ -101,12 +107,18 @@ package final class AdminServer: @unchecked Sendable {
         }
     }
 
+    static let largeAnswerBytes = 1 << 20
+
     /// `uid:1000(alice)`: the uid decides, the name helps the auditor.
     static func actorName(uid: uid_t) -> String {
         guard let pw = getpwuid(uid), let name = pw.pointee.pw_name else { return "uid:\(uid)" }
         return "uid:\(uid)(\(String(cString: name)))"
     }
 }
+
+/// glibc's `malloc_trim` (<malloc.h>, which the Glibc module does not export).
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
 
 /// `struct ucred` from <sys/socket.h>, which Glibc only exports under _GNU_SOURCE.
 struct PeerCredentials {

@@ -292,21 +292,34 @@ package final class CampaignService: @unchecked Sendable {
         }
         // Published after the commit: a crash in between leaves `sent` rows
         // without a command, which time out and are retried; none is sent twice.
-        for device in toSend {
-            guard let deviceID = DeviceID(device) else { continue }
-            if let jti = commands.sendReturningID(to: deviceID, command: "rotate", args: ["campaign": id]) {
-                _ = try store.withConnection { db in
-                    try db.query("UPDATE campaign_devices SET jti = ? WHERE campaign_id = ? AND device_id = ?", [.text(jti), .text(id), .text(device)])
+        // Devices are independent: several lanes sign and send at once, and
+        // their register writes share COMMITs (Store.transaction's group commit).
+        let lanes = min(CampaignService.sendLanes, toSend.count)
+        guard lanes > 0 else { return }
+        MessageWorkers.runLanes(lanes) { [self] lane in
+            for device in stride(from: lane, to: toSend.count, by: lanes).map({ toSend[$0] }) {
+                guard let deviceID = DeviceID(device) else { continue }
+                if let jti = commands.sendReturningID(to: deviceID, command: "rotate", args: ["campaign": id]) {
+                    do {
+                        try store.transaction { db in
+                            try db.query("UPDATE campaign_devices SET jti = ? WHERE campaign_id = ? AND device_id = ?", [.text(jti), .text(id), .text(device)])
+                        }
+                    } catch {
+                        log.error("campaign: cannot record the command id", ["campaign": id, "device": device, "error": "\(error)"])
+                    }
                 }
             }
         }
     }
 
+    /// Commands of one tick signed and sent at once.
+    static let sendLanes = 16
+
     // MARK: what devices and the issuer report
 
     /// The controller issued `device` a certificate for `campaign`.
     package func noteIssued(device: DeviceID, campaign: String, serial: String) {
-        try? store.withConnection { db in
+        try? store.transaction { db in
             try db.query("UPDATE campaign_devices SET issued_serial = ?, updated_at = ? WHERE campaign_id = ? AND device_id = ? AND state = 'sent'",
                          [.text(serial), .int(Int64(clock().timeIntervalSince1970)), .text(campaign), .text(device.rawValue)])
         }
@@ -314,17 +327,20 @@ package final class CampaignService: @unchecked Sendable {
 
     /// A state report: the device runs on `serial` now.
     package func noteState(device: DeviceID, serial: String?) {
+        try? store.transaction { db in try noteState(db, device: device, serial: serial) }
+    }
+
+    /// `noteState` inside the caller's transaction (with the device's state, ControllerService).
+    package func noteState(_ db: SQLiteConnection, device: DeviceID, serial: String?) throws {
         guard let serial else { return }
-        try? store.withConnection { db in
-            try db.query("UPDATE campaign_devices SET state = 'succeeded', updated_at = ? WHERE device_id = ? AND state = 'sent' AND issued_serial = ?",
-                         [.int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(serial)])
-        }
+        try db.query("UPDATE campaign_devices SET state = 'succeeded', updated_at = ? WHERE device_id = ? AND state = 'sent' AND issued_serial = ?",
+                     [.int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(serial)])
     }
 
     /// The device refused the rotate command: failed, with its coded reason.
     package func noteAck(device: DeviceID, _ ack: CommandAck) {
         guard ack.outcome == "refused" else { return }
-        try? store.withConnection { db in
+        try? store.transaction { db in
             try db.query("UPDATE campaign_devices SET state = 'failed', code = ?, updated_at = ? WHERE device_id = ? AND jti = ? AND state = 'sent'",
                          [.text(String((ack.code ?? "refused").prefix(32))), .int(Int64(clock().timeIntervalSince1970)), .text(device.rawValue), .text(ack.jti)])
         }

@@ -74,7 +74,8 @@ package struct CommandSender: Sendable {
     package func recordAck(_ ack: CommandAck, from device: DeviceID) {
         let now = clock()
         do {
-            try store.withConnection { db in
+            // One transaction (group-committed with other callers', Store.transaction).
+            try store.transaction { db in
                 try db.query("UPDATE commands SET outcome = ?, outcome_code = ?, acked_at = ? WHERE jti = ? AND device_id = ? AND acked_at IS NULL",
                              [.text(String(ack.outcome.prefix(16))), ack.code.map { .text(String($0.prefix(32))) } ?? .null,
                               .int(Int64(now.timeIntervalSince1970)), .text(ack.jti), .text(device.rawValue)])

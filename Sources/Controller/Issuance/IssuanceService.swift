@@ -151,8 +151,9 @@ package struct IssuanceService: Sendable {
         guard IssuanceService.isValidRequestID(requestID) else { throw WireError(.badRequest, "requestId must be 8 to 64 letters, digits or dashes") }
         let device: DeviceView
         // State, class and owners only: the certificate history `show` adds is not needed on every request.
+        // Read from committed data without waiting for the writer (Store.read).
         do {
-            device = try store.withConnection { try register.view($0, id: id.rawValue, withCertificates: false) }
+            device = try store.read { try register.view($0, id: id.rawValue, withCertificates: false) }
         } catch let e as WireError where e.code == WireError.Code.notFound.rawValue {
             throw WireError(.notRegistered, "device \(id) is not in the register")
         }
@@ -185,8 +186,10 @@ package struct IssuanceService: Sendable {
 
     /// The certificate already issued for this request id and key, if any; a
     /// reused request id with a different key is refused.
+    /// Committed certificates only (Store.read): a request is handled after
+    /// the earlier requests of the same device have been answered, hence committed.
     private func previouslyIssued(_ id: DeviceID, requestID: String, key: PublicKey, policy: DeviceClassPolicy) throws -> CertificateReply? {
-        try store.withConnection { db in
+        try store.read { db in
             guard let row = try db.query("""
                 SELECT key_fingerprint, chain_pem, serial, not_before, not_after, issued_at, revoked_at FROM certificates
                 WHERE device_id = ? AND request_id = ?

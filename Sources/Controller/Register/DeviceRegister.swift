@@ -302,10 +302,13 @@ package struct DeviceRegister: Sendable {
 
     /// Records what a device reported on its state topic.
     package func recordState(_ id: DeviceID, reported: String) throws {
-        _ = try store.withConnection { db in
-            try db.query("UPDATE devices SET last_seen = ?, reported_state = ? WHERE id = ?",
-                         [.int(Int64(clock().timeIntervalSince1970)), .text(String(reported.prefix(32))), .text(id.rawValue)])
-        }
+        try store.transaction { db in try recordState(db, id, reported: reported) }
+    }
+
+    /// `recordState` inside the caller's transaction.
+    package func recordState(_ db: SQLiteConnection, _ id: DeviceID, reported: String) throws {
+        try db.query("UPDATE devices SET last_seen = ?, reported_state = ? WHERE id = ?",
+                     [.int(Int64(clock().timeIntervalSince1970)), .text(String(reported.prefix(32))), .text(id.rawValue)])
     }
 
     // MARK: input checks

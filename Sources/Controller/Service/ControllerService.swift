@@ -109,9 +109,12 @@ package final class ControllerService: Sendable {
 
         let stop = ShutdownSignal()
         let events = mqtt.events
+        // Device messages are handled on worker threads, one device's in order (MessageWorkers).
+        let workers = MessageWorkers(count: MessageWorkers.defaultCount, name: "mqtt-worker")
+        defer { workers.stop() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
-                for await event in events { handle(event) }
+                for await event in events { dispatch(event, to: workers) }
             }
             group.addTask { [self] in
                 // Check the CRL often enough that `refresh_before` always leaves room.
@@ -141,6 +144,20 @@ package final class ControllerService: Sendable {
     }
 
     // MARK: broker messages
+
+    /// Device messages go to the device's worker; everything else is handled here.
+    func dispatch(_ event: MQTTEvent, to workers: MessageWorkers) {
+        guard case .message(let message) = event, message.topic != DynamicSecuritySessionCutter.responseTopic,
+              let inbound = Topics.classify(message.topic) else {
+            handle(event)
+            return
+        }
+        let device: DeviceID
+        switch inbound {
+        case .enrollRequest(let id), .renewRequest(let id), .ack(let id), .state(let id): device = id
+        }
+        workers.submit(key: device.rawValue) { [self] in handle(message) }
+    }
 
     func handle(_ event: MQTTEvent) {
         switch event {
@@ -183,8 +200,11 @@ package final class ControllerService: Sendable {
             case .state(let device):
                 guard !message.payload.isEmpty else { return }  // a cleared retained message
                 let report = try WireCodec.decode(DeviceStateReport.self, from: message.payload)
-                try register.recordState(device, reported: report.state)
-                campaigns.noteState(device: device, serial: report.serial)
+                // The state and the campaign's note of it in one (group-committed) transaction.
+                try store.transaction { db in
+                    try register.recordState(db, device, reported: report.state)
+                    try? campaigns.noteState(db, device: device, serial: report.serial)
+                }
             }
         } catch let error as WireError {
             // Malformed input: log and carry on. A reply needs a request id we could not read.

@@ -38,8 +38,10 @@ package final class SQLiteConnection: @unchecked Sendable {
     private var db: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
 
-    package init(path: String) throws {
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
+    /// `readOnly`: a reader of an existing register (Store.read); the writer
+    /// has already put it in WAL mode, which is persistent.
+    package init(path: String, readOnly: Bool = false) throws {
+        let flags = readOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
@@ -48,6 +50,7 @@ package final class SQLiteConnection: @unchecked Sendable {
             throw StoreError(code: rc, message: "\(path): \(message)")
         }
         sqlite3_busy_timeout(db, 5000)
+        if readOnly { return }
         // WAL: readers never block the writer; NORMAL sync is durable in WAL
         // mode except for the last transactions before a power loss.
         try execute("PRAGMA journal_mode=WAL")
@@ -137,6 +140,9 @@ package final class SQLiteConnection: @unchecked Sendable {
     }
 
     package var changes: Int { Int(sqlite3_changes(db)) }
+
+    /// Whether a transaction is open (SQLite rolls one back by itself after some errors).
+    package var isInTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
 
     /// Runs `body` in one IMMEDIATE transaction; rolls back if it throws.
     package func transaction<T>(_ body: () throws -> T) throws -> T {

@@ -1,28 +1,210 @@
 import Foundation
 import Shared
 
-/// The controller's register in one SQLite file (WAL). Every access goes
-/// through `withConnection`, which serialises callers: the MQTT handler and the
-/// admin API run on different threads.
+/// The controller's register in one SQLite file (WAL). Every write goes
+/// through `withConnection` or `transaction`, which serialise callers on one
+/// connection: the MQTT workers and the admin API run on different threads.
+///
+/// **Group commit.** `transaction` bodies of concurrent callers share one
+/// SQLite transaction: each body runs in its own SAVEPOINT (a body that
+/// throws undoes only its own writes), and whoever finds nobody waiting
+/// behind it commits the batch, once, for everybody — one fsync instead of
+/// one per caller. No `transaction` returns before the COMMIT that made its
+/// writes durable has succeeded (a failed COMMIT is thrown to every member).
+/// `withConnection` commits an open batch before it runs, so it always sees
+/// (and works on) committed data only.
+///
+/// **Readers.** `read` runs on one of a few read-only connections (WAL
+/// readers never wait for the writer): it sees committed data only, so a
+/// check made there never relies on a write that might still roll back.
 package final class Store: @unchecked Sendable {
-    // `connection` is only used while `lock` is held.
+    // `connection` is only used by the caller that holds `busy`; the batch
+    // fields below are only touched by that caller too. `settled`, `failures`,
+    // `busy` and `waiting` are guarded by `state`.
     private let connection: SQLiteConnection
-    private let lock = NSLock()
+    private let path: String
+    private let state = NSCondition()
+    private var busy = false
+    private var waiting = 0
+    private var batchOpen = false
+    private var batchID: UInt64 = 0
+    private var batchSize = 0
+    private var batchWaiters = 0
+    private var settled: UInt64 = 0
+    private var failures: [UInt64: (error: any Error, waiters: Int)] = [:]
+    private var transactionCount = 0
+    private var commitCount = 0
+    /// At most this many transactions share one COMMIT.
+    static let maxBatch = 64
+
+    // Idle read-only connections, guarded by `readersLock`.
+    private var readers: [SQLiteConnection] = []
+    private let readersLock = NSLock()
 
     package init(path: String) throws {
+        self.path = path
         connection = try SQLiteConnection(path: path)
         try Store.migrate(connection)
     }
 
+    private func acquire() {
+        state.lock()
+        waiting += 1
+        while busy { state.wait() }
+        waiting -= 1
+        busy = true
+        state.unlock()
+    }
+
+    private func release() {
+        state.lock()
+        busy = false
+        state.broadcast()
+        state.unlock()
+    }
+
+    /// Exclusive use of the connection, outside any batch (an open one is committed first).
     package func withConnection<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
-        lock.lock()
-        defer { lock.unlock() }
+        acquire()
+        defer { release() }
+        if batchOpen { try? commitBatch() }  // a failed COMMIT is thrown to the batch's members
         return try body(connection)
     }
 
+    /// Runs `body` atomically and returns once its writes are committed
+    /// (possibly in one COMMIT with other callers' transactions).
     package func transaction<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
-        try withConnection { db in try db.transaction { try body(db) } }
+        acquire()
+        if !batchOpen {
+            do { try connection.execute("BEGIN IMMEDIATE") } catch {
+                release()
+                throw error
+            }
+            batchOpen = true
+            batchID &+= 1
+            batchSize = 0
+            batchWaiters = 0
+        }
+        let mine = batchID
+        let result: Result<T, any Error>
+        do {
+            try connection.execute("SAVEPOINT member")
+            do {
+                let value = try body(connection)
+                try connection.execute("RELEASE member")
+                result = .success(value)
+            } catch {
+                // Undo this member's writes only. If SQLite already rolled the
+                // whole transaction back (I/O error, disk full), the batch is lost.
+                guard connection.isInTransaction, (try? connection.execute("ROLLBACK TO member; RELEASE member")) != nil else {
+                    throw BatchLost(error: error)
+                }
+                result = .failure(error)
+            }
+        } catch let lost as BatchLost {
+            abortBatch(lost.error)
+            release()
+            throw lost.error
+        } catch {
+            // SAVEPOINT itself failed.
+            abortBatch(error)
+            release()
+            throw error
+        }
+        batchSize += 1
+
+        state.lock()
+        transactionCount += 1
+        if waiting > 0 && batchSize < Store.maxBatch {
+            // Someone is queued for the connection: they extend the batch or
+            // commit it. Wait for that COMMIT before answering.
+            if case .success = result { batchWaiters += 1 }
+            busy = false
+            state.broadcast()
+            if case .success = result {
+                while settled < mine { state.wait() }
+                if let failure = failures[mine] {
+                    if failure.waiters <= 1 { failures[mine] = nil } else { failures[mine] = (failure.error, failure.waiters - 1) }
+                    state.unlock()
+                    throw failure.error
+                }
+            }
+            state.unlock()
+            return try result.get()
+        }
+        state.unlock()
+        defer { release() }
+        do { try commitBatch() } catch {
+            if case .success = result { throw error }
+        }
+        return try result.get()
     }
+
+    /// Commits the open batch and wakes its waiting members (caller holds `busy`).
+    private func commitBatch() throws {
+        batchOpen = false
+        var failure: (any Error)?
+        do { try connection.execute("COMMIT") } catch {
+            failure = error
+            if connection.isInTransaction { try? connection.execute("ROLLBACK") }
+        }
+        settle(batchID, failure)
+        if let failure { throw failure }
+    }
+
+    /// The open batch cannot be committed: roll back what is left and fail its waiting members.
+    private func abortBatch(_ error: any Error) {
+        batchOpen = false
+        if connection.isInTransaction { try? connection.execute("ROLLBACK") }
+        settle(batchID, error)
+    }
+
+    /// Transactions run and COMMITs made by `transaction` since start (benchmarks).
+    package var groupCommitCounts: (transactions: Int, commits: Int) {
+        state.lock()
+        defer { state.unlock() }
+        return (transactionCount, commitCount)
+    }
+
+    private func settle(_ id: UInt64, _ failure: (any Error)?) {
+        state.lock()
+        commitCount += 1
+        if let failure, batchWaiters > 0 { failures[id] = (failure, batchWaiters) }
+        batchWaiters = 0
+        settled = id
+        state.broadcast()
+        state.unlock()
+    }
+
+    private struct BatchLost: Error { let error: any Error }
+
+    /// Reads committed data on a read-only connection, in one read
+    /// transaction (a consistent snapshot), without waiting for the writer.
+    /// Never write here, and never call it from inside `transaction`'s body
+    /// expecting to see that transaction's writes.
+    package func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        readersLock.lock()
+        let pooled = readers.popLast()
+        readersLock.unlock()
+        let reader = try pooled ?? SQLiteConnection(path: path, readOnly: true)
+        defer {
+            readersLock.lock()
+            if readers.count < Store.maxReaders { readers.append(reader) }
+            readersLock.unlock()
+        }
+        try reader.execute("BEGIN")
+        do {
+            let value = try body(reader)
+            try reader.execute("COMMIT")
+            return value
+        } catch {
+            try? reader.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Idle read connections kept open.
+    static let maxReaders = 8
 
     static let schemaVersion: Int64 = 5
 

@@ -24,8 +24,10 @@ package final class Certificate: @unchecked Sendable, Equatable, Hashable, Custo
     package let extendedKeyUsages: [String]
     package let isCA: Bool
 
-    /// Takes ownership of `x509` (freed if init throws).
-    init(owning x509: OpaquePointer) throws {
+    /// Takes ownership of `x509` (freed if init throws). `publicKey`, when
+    /// given, must be the key the certificate carries (the issuer passes the
+    /// key it just put in); otherwise it is read from the certificate.
+    init(owning x509: OpaquePointer, publicKey knownKey: PublicKey? = nil) throws {
         // X509_check_purpose(-1) fills OpenSSL's extension cache now, single-threaded.
         _ = X509_check_purpose(x509, -1, 0)
         guard X509_get_extension_flags(x509) & UInt32(EXFLAG_INVALID) == 0,
@@ -38,7 +40,7 @@ package final class Certificate: @unchecked Sendable, Equatable, Hashable, Custo
             throw CryptoError.openSSL("bad_certificate", "certificate is malformed or has an unusable key or validity")
         }
         do {
-            self.publicKey = try PublicKey(borrowing: pkey)
+            self.publicKey = try knownKey ?? PublicKey(borrowing: pkey)
         } catch {
             X509_free(x509)
             throw error

@@ -85,7 +85,7 @@ package enum CertificateIssuer {
     ) throws -> Certificate {
         try validate(template)
         if let issuer {
-            guard X509_check_private_key(issuer.x509, issuerKey.pkey) == 1 else {
+            guard issuerKey.matches(issuer) else {
                 throw CryptoError.openSSL("bad_input", "issuer key does not match issuer certificate")
             }
             guard issuer.isCA else { throw CryptoError(code: "bad_input", message: "issuer certificate is not a CA") }
@@ -112,7 +112,7 @@ package enum CertificateIssuer {
             X509_set_issuer_name(x509, issuer.map { X509_get_subject_name($0.x509) } ?? subject) == 1,
             X509_set1_notBefore(x509, notBefore) == 1,
             X509_set1_notAfter(x509, notAfter) == 1,
-            X509_set_pubkey(x509, subjectKey.pkey) == 1
+            setPublicKey(x509, subjectKey)
         else { throw CryptoError.openSSL("signing_failed", "cannot fill certificate fields") }
 
         try addBasicConstraints(x509, template)
@@ -121,17 +121,77 @@ package enum CertificateIssuer {
         if !(template.uriSANs.isEmpty && template.dnsSANs.isEmpty && template.ipSANs.isEmpty) {
             try addSubjectAltName(x509, template)
         }
-        // Fixed configuration strings only: no caller text reaches OpenSSL's config parser.
-        var context = X509V3_CTX()
-        X509V3_set_ctx(&context, issuer?.x509 ?? x509, x509, nil, nil, 0)
-        try addConfigured(x509, &context, NID_subject_key_identifier, "hash")
-        if issuer != nil { try addConfigured(x509, &context, NID_authority_key_identifier, "keyid:always") }
+        // subjectKeyIdentifier: RFC 5280 4.2.1.2 method (1), the SHA-1 of the
+        // subjectPublicKey BIT STRING, as OpenSSL's "hash" computes it; built
+        // directly so that each certificate does not go through the config
+        // parser and a SHA-1 fetch by name.
+        try addSubjectKeyIdentifier(x509)
+        if let issuer {
+            // authorityKeyIdentifier = the issuer's own subjectKeyIdentifier ("keyid:always").
+            if let keyID = X509_get0_subject_key_id(issuer.x509) {
+                try addAuthorityKeyIdentifier(x509, keyID)
+            } else {
+                // Fixed configuration strings only: no caller text reaches OpenSSL's config parser.
+                var context = X509V3_CTX()
+                X509V3_set_ctx(&context, issuer.x509, x509, nil, nil, 0)
+                try addConfigured(x509, &context, NID_authority_key_identifier, "keyid:always")
+            }
+        }
 
         guard X509_sign(x509, issuerKey.pkey, digest(for: issuerKey.pkey)) > 0 else {
             throw CryptoError.openSSL("signing_failed", "cannot sign certificate")
         }
         owned = false
-        return try Certificate(owning: x509)
+        // The certificate carries exactly `subjectKey` (X509_set_pubkey above):
+        // reuse its wrapper instead of decoding and re-encoding the key.
+        return try Certificate(owning: x509, publicKey: subjectKey)
+    }
+
+    /// X509_set_pubkey, through a legacy EC copy of `key` when its
+    /// SubjectPublicKeyInfo comes out byte for byte the same (P-256, P-384),
+    /// which avoids OpenSSL 3's encoder + decoder round trip (shim.h,
+    /// `lanyard_legacy_ec_public_key`); any other key as given.
+    private static func setPublicKey(_ x509: OpaquePointer, _ key: PublicKey) -> Bool {
+        let nid: Int32
+        switch key.algorithm {
+        case .p256: nid = NID_X9_62_prime256v1
+        case .p384: nid = NID_secp384r1
+        default: return X509_set_pubkey(x509, key.pkey) == 1
+        }
+        var point = [UInt8](repeating: 0, count: 133)
+        var length = 0
+        guard EVP_PKEY_get_octet_string_param(key.pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, &point, point.count, &length) == 1,
+            let legacy = lanyard_legacy_ec_public_key(nid, point, length)
+        else {
+            CryptoError.clearOpenSSLErrors()
+            return X509_set_pubkey(x509, key.pkey) == 1
+        }
+        defer { EVP_PKEY_free(legacy) }
+        guard encodeDER({ i2d_PUBKEY(legacy, $0) }) == key.spkiDER else { return X509_set_pubkey(x509, key.pkey) == 1 }
+        return X509_set_pubkey(x509, legacy) == 1
+    }
+
+    private static func addSubjectKeyIdentifier(_ x509: OpaquePointer) throws {
+        guard let bits = X509_get0_pubkey_bitstr(x509), let data = bits.pointee.data else {
+            throw CryptoError.openSSL("signing_failed", "certificate has no public key")
+        }
+        var hash = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        guard EVP_Digest(data, Int(bits.pointee.length), &hash, &length, FetchedDigest.sha1, nil) == 1 else {
+            throw CryptoError.openSSL("signing_failed", "cannot hash public key")
+        }
+        guard let keyID = ASN1_OCTET_STRING_new() else { throw CryptoError.openSSL("signing_failed", "alloc") }
+        defer { ASN1_OCTET_STRING_free(keyID) }
+        guard ASN1_OCTET_STRING_set(keyID, hash, Int32(length)) == 1 else { throw CryptoError.openSSL("signing_failed", "subjectKeyIdentifier") }
+        try add(x509, NID_subject_key_identifier, UnsafeMutableRawPointer(keyID), critical: false)
+    }
+
+    private static func addAuthorityKeyIdentifier(_ x509: OpaquePointer, _ issuerKeyID: UnsafePointer<ASN1_OCTET_STRING>) throws {
+        guard let identifier = AUTHORITY_KEYID_new() else { throw CryptoError.openSSL("signing_failed", "alloc") }
+        defer { AUTHORITY_KEYID_free(identifier) }
+        guard let keyID = ASN1_OCTET_STRING_dup(issuerKeyID) else { throw CryptoError.openSSL("signing_failed", "alloc") }
+        identifier.pointee.keyid = keyID  // freed with `identifier`
+        try add(x509, NID_authority_key_identifier, UnsafeMutableRawPointer(identifier), critical: false)
     }
 
     private static func validate(_ template: CertificateTemplate) throws {

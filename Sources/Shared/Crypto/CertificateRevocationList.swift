@@ -101,7 +101,7 @@ package final class CertificateRevocationList: @unchecked Sendable {
         issuer: Certificate, issuerKey: PrivateKey, number: UInt64, thisUpdate: Date, nextUpdate: Date,
         revoked: [RevokedCertificate]
     ) throws -> CertificateRevocationList {
-        guard X509_check_private_key(issuer.x509, issuerKey.pkey) == 1 else {
+        guard issuerKey.matches(issuer) else {
             throw CryptoError.openSSL("bad_input", "issuer key does not match issuer certificate")
         }
         guard nextUpdate > thisUpdate else {

@@ -100,6 +100,23 @@ package final class CertificateSigningRequest: @unchecked Sendable {
 func digest(for pkey: OpaquePointer) -> OpaquePointer? {
     switch EVP_PKEY_get_base_id(pkey) {
     case EVP_PKEY_ED25519, EVP_PKEY_ED448: return nil
-    default: return EVP_sha256()
+    default: return FetchedDigest.sha256
+    }
+}
+
+/// Message digests fetched from the default provider once per process.
+/// `EVP_sha256()` is a legacy handle that OpenSSL 3 resolves by name (an
+/// `EVP_MD_fetch`: a locked, string-compared lookup) on every signature and
+/// digest; a fetched `EVP_MD` skips that. They are never freed (process
+/// lifetime) and are immutable, hence safe to share between threads.
+enum FetchedDigest {
+    nonisolated(unsafe) static let sha256: OpaquePointer = fetch("SHA256")
+    nonisolated(unsafe) static let sha1: OpaquePointer = fetch("SHA1")
+
+    private static func fetch(_ name: String) -> OpaquePointer {
+        guard let md = EVP_MD_fetch(nil, name, nil) else {
+            fatalError("\(name) unavailable: \(CryptoError.drainOpenSSLErrors())")
+        }
+        return md
     }
 }

@@ -57,7 +57,7 @@ package struct CompactJWS: Sendable {
         guard let der = ECDSASignature.der(fromRaw: signature) else { return false }
         guard let context = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestVerifyInit(context, nil, EVP_sha256(), nil, key.pkey) == 1 else { return false }
+        guard EVP_DigestVerifyInit(context, nil, FetchedDigest.sha256, nil, key.pkey) == 1 else { return false }
         return EVP_DigestVerify(context, der, der.count, signingInput, signingInput.count) == 1
     }
 
@@ -70,7 +70,7 @@ package struct CompactJWS: Sendable {
         let inputBytes = Array(input.utf8)
         guard let context = EVP_MD_CTX_new() else { throw CryptoError.openSSL("signing_failed", "alloc") }
         defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestSignInit(context, nil, EVP_sha256(), nil, key.pkey) == 1 else {
+        guard EVP_DigestSignInit(context, nil, FetchedDigest.sha256, nil, key.pkey) == 1 else {
             throw CryptoError.openSSL("signing_failed", "cannot initialise ES256 signing")
         }
         var length = 0

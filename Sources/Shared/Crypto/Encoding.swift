@@ -75,7 +75,7 @@ package enum Digest {
         var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
         var length: UInt32 = 0
         let ok = bytes.withUnsafeBytes { raw in
-            EVP_Digest(raw.baseAddress, raw.count, &digest, &length, EVP_sha256(), nil)
+            EVP_Digest(raw.baseAddress, raw.count, &digest, &length, FetchedDigest.sha256, nil)
         }
         guard ok == 1, length == SHA256_DIGEST_LENGTH else {
             fatalError("SHA-256 unavailable: \(CryptoError.drainOpenSSLErrors())")

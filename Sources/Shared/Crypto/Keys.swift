@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 internal import COpenSSL
+import Synchronization
 
 /// The algorithm of a public or private key.
 package enum KeyAlgorithm: Sendable, Equatable {
@@ -59,6 +60,11 @@ package final class PrivateKey: @unchecked Sendable {
     // used by OpenSSL calls that take it as a const/refcounted input; freed in deinit.
     let pkey: OpaquePointer
     package let publicKey: PublicKey
+    /// The last issuer certificate this key was checked against with
+    /// `X509_check_private_key` (CertificateIssuer, CRL signing): both are
+    /// immutable, so the answer holds for the pair's lifetime and the check
+    /// need not be repeated for every certificate signed.
+    let matchedCertificate = Mutex<Certificate?>(nil)
 
     /// Takes ownership of `pkey` (freed if init throws).
     init(owning pkey: OpaquePointer) throws {
@@ -121,6 +127,15 @@ package final class PrivateKey: @unchecked Sendable {
 
     /// The key's algorithm (same as `publicKey.algorithm`).
     package var algorithm: KeyAlgorithm { publicKey.algorithm }
+
+    /// Whether this is the private key of `certificate` (`X509_check_private_key`),
+    /// remembered for the last certificate that matched.
+    func matches(_ certificate: Certificate) -> Bool {
+        if matchedCertificate.withLock({ $0 === certificate }) { return true }
+        guard X509_check_private_key(certificate.x509, pkey) == 1 else { return false }
+        matchedCertificate.withLock { $0 = certificate }
+        return true
+    }
 }
 
 /// A public key, identified by its SubjectPublicKeyInfo DER.
