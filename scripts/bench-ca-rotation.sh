@@ -43,11 +43,7 @@ fleet_start_controller
 cpid="$FLEET_CONTROLLER_PID"; bpid="$FLEET_BROKER_PID"
 export LANYARD_SOCKET="$work/controller/admin.sock"
 
-usage() {  # PID -> "cpu_seconds rss_kib"
-  local tck; tck="$(getconf CLK_TCK)"
-  awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%.2f ", ($12 + $13) / t }' "/proc/$1/stat"
-  awk '/^VmRSS/ {r=$2} END {printf "%d\n", r}' "/proc/$1/status"
-}
+usage() { fleet_proc_usage "$1"; }
 now() { date +%s.%N; }
 
 "$release/lanyard-fleetsim" run --devices "$devices" --threads "${BENCH_THREADS:-2}" --enroll-concurrency "${BENCH_ENROLL_CONCURRENCY:-32}" \
@@ -56,13 +52,10 @@ now() { date +%s.%N; }
   --ready-file "$work/ready" --stop-file "$work/stop" --json "$work/sim.json" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!
 t_enroll=$(now)
-while [ ! -e "$work/ready" ]; do
-  if ! kill -0 "$sim_pid" 2>/dev/null; then echo "bench-ca-rotation: the simulator stopped before the fleet was online:" >&2; tail -20 "$work/sim.log" >&2; exit 1; fi
-  sleep 1
-done
+fleet_wait_simulator bench-ca-rotation "$sim_pid" "$work/ready" "$work/sim.log"
 echo "fleet online: $devices devices enrolled and connected in $(python3 -c "print(f'{$(now) - $t_enroll:.0f}')") s"
 
-read -r c_cpu0 c_rss0 < <(usage "$cpid"); read -r b_cpu0 b_rss0 < <(usage "$bpid")
+read -r c_cpu0 c_rss0 _ < <(usage "$cpid"); read -r b_cpu0 b_rss0 _ < <(usage "$bpid")
 c_peak="$c_rss0"; b_peak="$b_rss0"
 rotate_cmd=("$release/lanyard-controller" ca rotate --config "$work/controller/controller.conf" --reason bench --max-per-minute 100000
             --bundle-timeout 10m --device-timeout 5m --no-wait --json)
@@ -74,7 +67,7 @@ deadline=$(( $(date +%s) + 3600 ))
 while :; do
   "$ctl" --json ca status >"$work/status.json" || true
   phase="$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("rotation") or {}).get("phase",""))' "$work/status.json")"
-  read -r c_cpu c_rss < <(usage "$cpid"); read -r b_cpu b_rss < <(usage "$bpid")
+  read -r c_cpu c_rss _ < <(usage "$cpid"); read -r b_cpu b_rss _ < <(usage "$bpid")
   [ "$c_rss" -gt "$c_peak" ] && c_peak="$c_rss"; [ "$b_rss" -gt "$b_peak" ] && b_peak="$b_rss"
   if [ "$phase" != "$last" ]; then echo "$(python3 -c "print(f'{$(now) - $t0:.1f}')") $phase" | tee -a "$work/phases"; last="$phase"; fi
   case "$phase" in completed|stalled) break ;; esac

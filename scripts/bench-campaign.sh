@@ -58,12 +58,7 @@ fleet_start_broker
 fleet_start_controller
 cpid="$FLEET_CONTROLLER_PID"; bpid="$FLEET_BROKER_PID"
 
-# usage PID -> "cpu_seconds rss_kib hwm_kib"
-usage() {
-  local tck; tck="$(getconf CLK_TCK)"
-  awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%.2f ", ($12 + $13) / t }' "/proc/$1/stat"
-  awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d\n", r, h}' "/proc/$1/status"
-}
+usage() { fleet_proc_usage "$1"; }
 now() { date +%s.%N; }
 
 sim_command=(lanyard-fleetsim run --devices "$devices" --threads "${BENCH_THREADS:-2}" --enroll-concurrency "${BENCH_ENROLL_CONCURRENCY:-32}"
@@ -73,10 +68,7 @@ sim_command=(lanyard-fleetsim run --devices "$devices" --threads "${BENCH_THREAD
   --ready-file "$work/ready" --stop-file "$work/stop" --event-log "$work/events" --json "$work/sim.json" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!
 t_enroll=$(now)
-while [ ! -e "$work/ready" ]; do
-  if ! kill -0 "$sim_pid" 2>/dev/null; then echo "bench-campaign: the simulator stopped before the fleet was online:" >&2; tail -20 "$work/sim.log" >&2; exit 1; fi
-  sleep 1
-done
+fleet_wait_simulator bench-campaign "$sim_pid" "$work/ready" "$work/sim.log"
 echo "fleet online: $devices devices enrolled and connected in $(python3 -c "print(f'{$(now) - $t_enroll:.0f}')") s"
 
 # 1. The campaign.

@@ -1,4 +1,4 @@
-# Shared by scripts/demo.sh and scripts/footprint.sh: a broker, a controller
+# Shared by scripts/demo.sh, scripts/footprint.sh and the benchmark scripts: a broker, a controller
 # and agents on this machine under one temporary directory. Source it, set
 # LANYARD_BIN (the directory with the built executables) and call the
 # functions in order. Everything started is stopped by fleet_cleanup.
@@ -90,4 +90,20 @@ fleet_cleanup() {
   for pid in "${fleet_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   pkill -f "tail -n \+1 -F $FLEET_DIR" 2>/dev/null || true
   wait 2>/dev/null || true
+}
+
+# fleet_proc_usage PID -> "cpu_seconds rss_kib hwm_kib" (user + system CPU, VmRSS, VmHWM).
+fleet_proc_usage() {
+  local tck; tck="$(getconf CLK_TCK)"
+  awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%.2f ", ($12 + $13) / t }' "/proc/$1/stat"
+  awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "%d %d\n", r, h}' "/proc/$1/status"
+}
+
+# fleet_wait_simulator WHO PID READY_FILE LOG: until lanyard-fleetsim writes READY_FILE
+# (its whole fleet enrolled and connected); exit 1 with its log's tail if it stops first.
+fleet_wait_simulator() {
+  while [ ! -e "$3" ]; do
+    if ! kill -0 "$2" 2>/dev/null; then echo "$1: the simulator stopped before the fleet was online:" >&2; tail -20 "$4" >&2; exit 1; fi
+    sleep 1
+  done
 }
