@@ -153,9 +153,29 @@ struct CARotationTests {
         }
         #expect(try fleet.ctl(["ca", "status"]).stdout.contains("devices still on CA 1: 1"))
 
-        // The operator gives up on gw-off: its CA 1 certificate is revoked (superseded) and CA 1 retires.
+        // Someone holds a session open with gw-off's CA 1 credential (its agent is away and does not rotate it).
+        let held = "\(fleet.directory)/held"
+        try FileManager.default.createDirectory(atPath: held, withIntermediateDirectories: true)
+        let offGeneration = try resolvedGeneration(fleet.stateDirectory("gw-off"))
+        try FileManager.default.copyItem(atPath: "\(offGeneration)/chain.pem", toPath: "\(held)/chain.pem")
+        try FileManager.default.copyItem(atPath: "\(offGeneration)/key.pem", toPath: "\(held)/key.pem")
+        let holderLog = "\(fleet.directory)/holder.log"
+        let holder = try ChildProcess("/usr/bin/env", ["python3", Broker.repositoryRoot + "/Tests/IntegrationTests/python/mqtt_peer.py", "hold",
+                                                       "--port", String(fleet.broker.operationalPort), "--ca", fleet.bundle,
+                                                       "--cert", "\(held)/chain.pem", "--key", "\(held)/key.pem",
+                                                       "--client-id", "gw-off", "--wait", "30"], outputPath: holderLog)
+        defer { holder.signal(SIGKILL) }
+        try await fleet.wait("the old-CA session to be up", timeout: 15) {
+            ((try? String(contentsOfFile: holderLog, encoding: .utf8)) ?? "").contains("\"event\": \"connected\"")
+        }
+
+        // The operator gives up on gw-off: its CA 1 certificate is revoked (superseded), its live session cut, and CA 1 retires.
         let retired = try fleet.ctl(["ca", "retire", "--reason", "gw-off is scrapped; re-enroll if it ever returns"])
         #expect(retired.succeeded, "\(retired.stdout) \(retired.stderr)")
+        _ = try await offPool { holder.wait(timeout: 10) }
+        let ended = ((try? String(contentsOfFile: holderLog, encoding: .utf8)) ?? "").split(separator: "\n").last
+            .flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } ?? [:]
+        #expect(ended["dropped"] as? Bool == true, "the session on the retired CA's certificate survived ca retire: \(ended)")
         try await fleet.wait("the rotation to complete", timeout: 30) {
             (try caStatus(fleet)["rotation"] as? [String: Any])?["phase"] as? String == "completed"
         }

@@ -34,6 +34,8 @@ package final class CARotation: @unchecked Sendable {
     let crl: CRLPublisher
     let commands: CommandSender
     let campaigns: CampaignService
+    /// Cuts the live sessions of devices whose certificates `ca retire` revokes (nil in unit tests).
+    let sessions: (any SessionCutter)?
     let trustDomain: String
     let clock: @Sendable () -> Date
     let log: Logger
@@ -43,7 +45,9 @@ package final class CARotation: @unchecked Sendable {
     static let maxSendsPerTick = 200
 
     package init(layout: PKILayout, store: Store, register: DeviceRegister, authorities: AuthorityRing, crl: CRLPublisher,
-                 commands: CommandSender, campaigns: CampaignService, trustDomain: String, clock: @escaping @Sendable () -> Date, log: Logger) {
+                 commands: CommandSender, campaigns: CampaignService, sessions: (any SessionCutter)? = nil, trustDomain: String,
+                 clock: @escaping @Sendable () -> Date, log: Logger) {
+        self.sessions = sessions
         self.layout = layout
         self.store = store
         self.register = register
@@ -135,7 +139,7 @@ package final class CARotation: @unchecked Sendable {
         let old = try issuerName(rotation.from)
         let now = clock()
         let t = Int64(now.timeIntervalSince1970)
-        try store.transaction { db in
+        let stranded = try store.transaction { db -> [String] in
             let stranded = try db.query("""
                 SELECT DISTINCT device_id FROM certificates WHERE issuer = ? AND revoked_at IS NULL AND not_after > ? ORDER BY device_id
                 """, [.text(old), .int(t)]).compactMap { $0[0].text }
@@ -145,9 +149,19 @@ package final class CARotation: @unchecked Sendable {
             try db.audit(time: now, actor: actor, action: "ca.retire", target: rotation.id, outcome: "ok",
                          detail: "generation=\(rotation.from) revoked_devices=\(stranded.count) devices=\(stranded.prefix(20).joined(separator: ",")) reason=\(reason.prefix(128))")
             try beginRetiring(db, rotation, now: t)
+            return stranded
         }
         try crl.publish()
         crl.reloadBroker()
+        // TLS checks certificates only at the handshake: a device still connected on a certificate just revoked is cut off now.
+        if let sessions, !stranded.isEmpty {
+            var cut = 0
+            sessions.cut(stranded.compactMap(DeviceID.init)) { _, outcome in if outcome.cut { cut += 1 } }
+            try store.withConnection { db in
+                try db.audit(time: clock(), actor: actor, action: "ca.retire.sessions", target: rotation.id, outcome: "ok",
+                             detail: "cut=\(cut) of \(stranded.count)")
+            }
+        }
         return try status()
     }
 

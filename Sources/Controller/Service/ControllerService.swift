@@ -60,7 +60,7 @@ package final class ControllerService: Sendable {
         revocation = RevocationService(store: store, crl: crl, commands: commands, sessions: sessionCutter, clock: clock)
         campaigns = CampaignService(store: store, commands: commands, clock: clock, log: log)
         caRotation = CARotation(layout: layout, store: store, register: register, authorities: authorities, crl: crl, commands: commands,
-                                campaigns: campaigns, trustDomain: configuration.trustDomain, clock: clock, log: log)
+                                campaigns: campaigns, sessions: sessionCutter, trustDomain: configuration.trustDomain, clock: clock, log: log)
         var events = LifecycleEvents(store: store, register: register, campaigns: campaigns, revocation: revocation, commands: commands,
                                      templates: configuration.eventTemplates, clock: clock)
         events.tokenTTL = configuration.tokenTTL
