@@ -30,18 +30,13 @@ work="$(mktemp -d /tmp/lanyard-bench-ca.XXXXXX)"
 source "$root/scripts/lib/local-fleet.sh"
 sim_pid=""
 cleanup() {
-  if [ -n "$sim_pid" ]; then touch "$work/stop"; sleep 1; kill "$sim_pid" 2>/dev/null || true; fi
+  fleet_stop_simulator "$sim_pid" "$work/stop"
   fleet_cleanup
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "(kept: $work)" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
-ulimit -n "$(ulimit -Hn)"
-FLEET_BOOTSTRAP_MAX_CONNECTIONS=$(( devices + 100 ))
-fleet_init "$work" 24h >/dev/null
-fleet_start_broker
-fleet_start_controller
+fleet_start_for_simulator "$work" "$devices"
 cpid="$FLEET_CONTROLLER_PID"; bpid="$FLEET_BROKER_PID"
-export LANYARD_SOCKET="$work/controller/admin.sock"
 
 usage() { fleet_proc_usage "$1"; }
 now() { date +%s.%N; }

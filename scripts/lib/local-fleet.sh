@@ -107,3 +107,20 @@ fleet_wait_simulator() {
     sleep 1
   done
 }
+
+# fleet_start_for_simulator DIR DEVICES: PKI, broker and controller under DIR
+# (24 h TTL) sized for DEVICES simulated devices (file descriptors, bootstrap
+# connections); sets FLEET_CONTROLLER_PID and FLEET_BROKER_PID like the starters it calls.
+fleet_start_for_simulator() {
+  ulimit -n "$(ulimit -Hn)"
+  FLEET_BOOTSTRAP_MAX_CONNECTIONS=$(( $2 + 100 ))
+  fleet_init "$1" 24h >/dev/null
+  fleet_start_broker
+  fleet_start_controller
+}
+
+# fleet_stop_simulator PID STOP_FILE: ask lanyard-fleetsim to finish (its stop file), then make sure.
+fleet_stop_simulator() {
+  [ -n "$1" ] || return 0
+  touch "$2"; sleep 1; kill "$1" 2>/dev/null || true
+}

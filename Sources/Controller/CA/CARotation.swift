@@ -108,7 +108,7 @@ package final class CARotation: @unchecked Sendable {
                 VALUES (?, ?, ?, 'trusting', ?, ?, ?, ?, ?, ?, ?)
                 """, [.text(id), .int(Int64(active.generation)), .int(generation), .int(t), .int(Int64(p.bundleTimeout)), .int(Int64(p.maxPerMinute)),
                       .int(Int64(p.deviceTimeout)), .text(reason), .text(actor), .int(t)])
-            try queueBundle(db, rotation: id, step: "trust", now: t)
+            try queueBundle(db, rotation: id, step: "trust")
             try db.audit(time: now, actor: actor, action: "ca.rotate.start", target: id, outcome: "ok",
                          detail: "from=\(active.generation) to=\(generation) new_ca=\(next.certificate.serialHex) reason=\(reason.prefix(128))")
         }
@@ -264,7 +264,7 @@ package final class CARotation: @unchecked Sendable {
 
     private func beginRetiring(_ db: SQLiteConnection, _ r: Rotation, now: Int64) throws {
         try db.query("UPDATE ca_rotations SET phase = 'retiring', phase_started_at = ?, detail = NULL WHERE id = ?", [.int(now), .text(r.id)])
-        try queueBundle(db, rotation: r.id, step: "final", now: now)
+        try queueBundle(db, rotation: r.id, step: "final")
         try db.audit(time: clock(), actor: "ca-rotation", action: "ca.rotate.retiring", target: r.id, outcome: "ok",
                      detail: "generation=\(r.from): sending the bundle without it")
     }
@@ -310,7 +310,7 @@ package final class CARotation: @unchecked Sendable {
     // MARK: trust bundles
 
     /// Every device that holds or may soon hold a certificate gets the bundle.
-    private func queueBundle(_ db: SQLiteConnection, rotation: String, step: String, now: Int64) throws {
+    private func queueBundle(_ db: SQLiteConnection, rotation: String, step: String) throws {
         try db.query("""
             INSERT OR IGNORE INTO ca_rotation_devices(rotation_id, step, device_id)
             SELECT ?, ?, id FROM devices WHERE state IN ('active', 'suspended')
