@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 5/6 scale figures (`make bench` runs this after scripts/bench.sh):
 #   1. a rotation campaign over every simulated device, no practical rate limit
-#      (lanyardctl campaign create --selector class=default --max-per-minute 100000),
+#      (lanyardctl campaign create --selector class=default --max-per-minute unlimited),
 #      timed from `campaign start` to `completed`, with controller and broker CPU
 #      and RSS during it;
 #   2. a bulk revocation of BENCH_BULK_REVOKE of them with one
@@ -20,6 +20,10 @@
 #   BENCH_CAMPAIGN_TIMEOUT   per-device campaign timeout (default 5m)
 #   BENCH_ENROLL_CONCURRENCY enrollment requests in flight (default 32)
 #   BENCH_THREADS            simulator threads per process (default 2)
+#   BENCH_MULTIPLEX          0: mode A, one MQTT+TLS connection per device (default); N > 0: mode B,
+#                            the devices share N connections on the benchmark-only listener (100,000 devices;
+#                            no bulk revocation then: a shared connection shows no per-device refusal)
+#   BENCH_OUT                name of the campaign JSON under bench/results (default campaign.json)
 #   BENCH_PERF               1: perf record -g the controller during the campaign (bench/results/campaign-perf.txt)
 #   BENCH_KEEP               1: keep the work directory (controller log, event log, raw JSON)
 set -euo pipefail
@@ -33,6 +37,9 @@ done
 devices="${BENCH_CAMPAIGN_DEVICES:-1000}"
 bulk="${BENCH_BULK_REVOKE:-1000}"
 timeout="${BENCH_CAMPAIGN_TIMEOUT:-5m}"
+mux="${BENCH_MULTIPLEX:-0}"
+out_name="${BENCH_OUT:-campaign.json}"
+[ "$mux" = 0 ] || [ "$bulk" = 0 ] || { echo "bench-campaign: BENCH_MULTIPLEX needs BENCH_BULK_REVOKE=0" >&2; exit 64; }
 [ "$bulk" -le "$devices" ] || { echo "bench-campaign: BENCH_BULK_REVOKE ($bulk) > BENCH_CAMPAIGN_DEVICES ($devices)" >&2; exit 64; }
 mkdir -p "$root/bench/results"
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
@@ -51,7 +58,7 @@ cleanup() {
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "(kept: $work)" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
-fleet_start_for_simulator "$work" "$devices"
+fleet_start_for_simulator "$work" "$devices" "$mux"
 cpid="$FLEET_CONTROLLER_PID"; bpid="$FLEET_BROKER_PID"
 
 usage() { fleet_proc_usage "$1"; }
@@ -59,6 +66,7 @@ now() { date +%s.%N; }
 
 sim_command=(lanyard-fleetsim run --devices "$devices" --threads "${BENCH_THREADS:-2}" --enroll-concurrency "${BENCH_ENROLL_CONCURRENCY:-32}"
              --rounds none --hold 7200 --tag bench-revoke --tagged "$bulk")
+[ "$mux" = 0 ] || sim_command+=(--multiplex "$mux" --mux-port "$FLEET_MUX_PORT")
 "$release/lanyard-fleetsim" "${sim_command[@]:1}" --bundle "$work/controller/pki/bundle.pem" --socket "$work/controller/admin.sock" \
   --port "$FLEET_OP_PORT" --bootstrap-port "$FLEET_BOOT_PORT" --controller-pid "$cpid" --broker-pid "$bpid" \
   --ready-file "$work/ready" --stop-file "$work/stop" --event-log "$work/events" --json "$work/sim.json" >"$work/sim.out" 2>"$work/sim.log" &
@@ -68,7 +76,7 @@ fleet_wait_simulator bench-campaign "$sim_pid" "$work/ready" "$work/sim.log"
 echo "fleet online: $devices devices enrolled and connected in $(python3 -c "print(f'{$(now) - $t_enroll:.0f}')") s"
 
 # 1. The campaign.
-campaign_cmd=("$ctl" --json campaign create --selector class=default --reason bench --max-per-minute 100000 --timeout "$timeout")
+campaign_cmd=("$ctl" --json campaign create --selector class=default --reason bench --max-per-minute unlimited --timeout "$timeout")
 "${campaign_cmd[@]}" >"$work/campaign-create.json"
 cid="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/campaign-create.json")"
 if [ "${BENCH_PERF:-0}" = 1 ]; then
@@ -150,9 +158,10 @@ sim_pid=""
 
 python3 - "$work" "$root/bench/results" "$machine" "$devices" "$bulk" "$cid" "$t0" "$t1" \
   "$c_cpu0 $c_cpu1 $c_peak $c_hwm1 $b_cpu0 $b_cpu1 $b_peak" "$r0 $r1 $revoke_status $rc_cpu0 $rc_cpu1 $t_started $probe_max" \
-  "${sim_command[*]}" "${campaign_cmd[*]#"$release/"}" "${revoke_cmd[*]#"$release/"}" <<'PY'
+  "${sim_command[*]}" "${campaign_cmd[*]#"$release/"}" "${revoke_cmd[*]#"$release/"}" "$out_name" <<'PY'
 import json, os, sys, datetime
 work, out, machine = sys.argv[1], sys.argv[2], sys.argv[3]
+out_name = sys.argv[14]
 devices, bulk, cid = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 t0, t1 = float(sys.argv[7]), float(sys.argv[8])
 c_cpu0, c_cpu1, c_peak, c_hwm, b_cpu0, b_cpu1, b_peak = map(float, sys.argv[9].split())
@@ -200,7 +209,7 @@ campaign = {
     "simulator": {k: sim.get(k) for k in ("counters", "errors", "errorSamples", "registration", "phases")},
     "progress": open(os.path.join(work, "progress")).read().splitlines()[-400:],
 }
-json.dump(campaign, open(os.path.join(out, "campaign.json"), "w"), indent=2, sort_keys=True)
+json.dump(campaign, open(os.path.join(out, out_name), "w"), indent=2, sort_keys=True)
 f = lambda v, s=1: "-" if v is None else f"{v * s:,.1f}"
 print()
 print(f"| campaign, {devices} devices online ({machine}) | value |")
@@ -255,10 +264,10 @@ if bulk > 0:
           f"commands sent {bulk_out['commandsSent']}, sessions cut {bulk_out['sessionsCut']}, controller CPU {rc_cpu1 - rc_cpu0:.1f} s; "
           f"{bulk_out['refusalsMissing']} revoked device(s) without an observed refusal.")
 PY
-echo "(JSON: bench/results/campaign.json$([ "$bulk" -gt 0 ] && echo ", bench/results/bulk-revocation.json"))"
+echo "(JSON: bench/results/$out_name$([ "$bulk" -gt 0 ] && echo ", bench/results/bulk-revocation.json"))"
 # Exit 1 unless every device rotated (campaign completed, all succeeded) and the revocation call exited 0
 # (it exits 2 when a broker reload, command or session cut failed).
-python3 - "$root/bench/results/campaign.json" <<'PY' && [ "$revoke_status" = 0 ]
+python3 - "$root/bench/results/$out_name" <<'PY' && [ "$revoke_status" = 0 ]
 import json, sys
 c = json.load(open(sys.argv[1]))
 sys.exit(0 if c.get("state") == "completed" and c["counts"].get("succeeded", 0) == c.get("total") else 1)

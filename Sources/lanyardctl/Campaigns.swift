@@ -22,7 +22,11 @@ func campaignCommand(_ verb: String) throws {
             abort = d
         }
         var rollout = CampaignRollout(abortFailurePercent: abort)
-        if let n = count("max-per-minute") { rollout.maxPerMinute = n }
+        if args.value("max-per-minute") == "unlimited" {
+            rollout.maxPerMinute = CampaignRollout.unlimitedPerMinute
+        } else if let n = count("max-per-minute") {
+            rollout.maxPerMinute = n
+        }
         if let n = count("canary") { rollout.canary = n }
         if let n = count("abort-min-executed") { rollout.abortMinExecuted = n }
         if let n = seconds("timeout") { rollout.deviceTimeout = Int(n) }

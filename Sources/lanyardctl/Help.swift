@@ -47,13 +47,14 @@ let commandHelp: [String: String] = [
         register and records a retirement check per device. Exit 2 when a retirement was not confirmed.
         """,
     "campaign create": """
-        usage: lanyardctl campaign create --selector KEY=VALUE[,KEY=VALUE...] --reason TEXT [--trigger TYPE] [--max-per-minute N]
+        usage: lanyardctl campaign create --selector KEY=VALUE[,KEY=VALUE...] --reason TEXT [--trigger TYPE] [--max-per-minute N|unlimited]
                                           [--canary N] [--abort-failure-pct P] [--abort-failure-type all|failed|timed_out] [--abort-min-executed N]
                                           [--timeout D] [--retries N] [--window D] [--ramp-base N [--ramp-factor F] [--ramp-every N]]
         A rotation campaign in draft over the devices the selector matches now (keys id, class, site, zone, vendor, model,
         firmware, tag, issuer, issued-before; a value may list alternatives: id=gw-1|gw-2) (role ops). --ramp-base starts at N
         per minute and multiplies the rate by --ramp-factor (default 2) each time --ramp-every (default 10) more devices have
-        succeeded, up to --max-per-minute. --abort-failure-type picks which failures count toward --abort-failure-pct. Trigger: manual (default), ca.rotated, vendor.changed, firmware.updated, ownership.transferred,
+        succeeded, up to --max-per-minute. Unlimited goes as fast as devices complete, at most 1,000 devices between their
+        command and their outcome at once. --abort-failure-type picks which failures count toward --abort-failure-pct. Trigger: manual (default), ca.rotated, vendor.changed, firmware.updated, ownership.transferred,
         policy.changed, device.replaced, device.compromised, device.retired. Defaults: 60 per minute, no canary, no abort,
         timeout 10m, no retries, window 24h (offline devices are sent the command when they reconnect within it).
         """,

@@ -75,6 +75,42 @@ struct CampaignRolloutTests {
         #expect(try campaigns.status(CampaignRef(id: c.id)).state == "completed")
     }
 
+    @Test("no rate limit: the in-flight window paces sends; completions open it, and a silent device stops counting after a minute")
+    func inFlightWindow() throws {
+        let ids = (1...8).map { "gw-win-\($0)" }
+        let f = try fleet(ids)
+        let campaigns = CampaignService(store: f.store, commands: f.commands, clock: f.clock.function, log: log, maxInFlight: 3)
+        let rollout = CampaignRollout(maxPerMinute: CampaignRollout.unlimitedPerMinute, deviceTimeout: 600)
+        let c = try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "window", selector: "class=sensor", rollout: rollout),
+                                     devices: f.register.list(), actor: "t")
+        _ = try campaigns.start(CampaignRef(id: c.id), actor: "t")
+        campaigns.tick()
+        #expect(rotateSends(f).count == 3, "the window's size at once")
+        f.clock.advance(1)
+        campaigns.tick()
+        #expect(rotateSends(f).count == 3, "nothing more while all three are out")
+        for id in rotateSends(f).prefix(2) { try succeed(campaigns, id, campaign: c.id) }
+        f.clock.advance(1)
+        campaigns.tick()
+        #expect(rotateSends(f).count == 5, "two completions, two more sent")
+        // Nobody answers now: after a minute the silent ones no longer hold the window (their own timeout is 10 min).
+        f.clock.advance(30)
+        campaigns.tick()
+        #expect(rotateSends(f).count == 5)
+        f.clock.advance(31)
+        campaigns.tick()
+        #expect(rotateSends(f).count == 8, "the rest once the silent three are older than a minute")
+        #expect(Set(rotateSends(f)) == Set(ids), "each device exactly once")
+        let view = try campaigns.status(CampaignRef(id: c.id))
+        #expect(view.counts["sent"] == 6 && view.counts["succeeded"] == 2, "\(view.counts)")
+        var tooFast = rollout
+        tooFast.maxPerMinute = CampaignRollout.unlimitedPerMinute + 1
+        #expect(throws: WireError.self) {
+            try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "x", selector: "class=sensor", rollout: tooFast),
+                                 devices: f.register.list(), actor: "t")
+        }
+    }
+
     @Test("a ramp needs all three settings; the failure type must be known")
     func validation() throws {
         let f = try fleet(["gw-v"])

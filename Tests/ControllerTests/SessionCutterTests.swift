@@ -24,7 +24,7 @@ struct SessionCutterTests {
                 var r: [String: Any] = ["command": c["command"] ?? "", "correlationData": c["correlationData"] ?? ""]
                 let user = c["username"] as? String ?? ""
                 if c["command"] as? String == "createClient" { r["error"] = "Client already exists" }
-                if c["command"] as? String == "disableClient", failFor.contains(user) { r["error"] = "Client not found" }
+                if c["command"] as? String == "deleteClient", failFor.contains(user) { r["error"] = "Client not found" }
                 responses.append(r)
             }
             let answer = Array(try JSONSerialization.data(withJSONObject: ["responses": responses]))
@@ -57,6 +57,41 @@ struct SessionCutterTests {
         // device: batches of 100 answered in 18.5 KB, over the 16 KiB device-message limit first used here,
         // and were dropped — docs/benchmarks.md §9.)
         #expect(plugin.largestAnswer < DynamicSecuritySessionCutter.maxResponseBytes)
+    }
+
+    @Test("every batch is published before any answer is awaited; a silent plugin costs the timeout once, not once per batch")
+    func batchesArePipelined() throws {
+        // A plugin that answers nothing until it has all three requests: a cutter waiting batch by batch would time out.
+        final class HoldingPlugin: @unchecked Sendable {
+            let lock = NSLock()
+            var held: [[UInt8]] = []
+            weak var cutter: DynamicSecuritySessionCutter?
+            func publish(_ payload: [UInt8]) throws {
+                let request = try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any]
+                let responses = (request?["commands"] as? [[String: Any]] ?? []).map { ["command": $0["command"] ?? "", "correlationData": $0["correlationData"] ?? ""] }
+                let answer = Array(try JSONSerialization.data(withJSONObject: ["responses": responses]))
+                let release: [[UInt8]] = lock.withLock {
+                    held.append(answer)
+                    return held.count == 3 ? held : []
+                }
+                let cutter = self.cutter
+                if !release.isEmpty { Thread.detachNewThread { for a in release { cutter?.handleResponse(a) } } }
+            }
+        }
+        let plugin = HoldingPlugin()
+        let cutter = DynamicSecuritySessionCutter(timeout: .seconds(2)) { _, payload in try plugin.publish(payload) }
+        plugin.cutter = cutter
+        let devices = (0..<120).map { DeviceID(String(format: "gw-%03d", $0))! }
+        var cut = 0
+        cutter.cut(devices) { if $1.cut { cut += 1 } }
+        #expect(cut == 120)
+
+        let silent = DynamicSecuritySessionCutter(timeout: .milliseconds(500)) { _, _ in }
+        let started = Date()
+        var errors = 0
+        silent.cut(devices) { if $1.error?.contains("no answer") == true { errors += 1 } }
+        #expect(errors == 120)
+        #expect(Date().timeIntervalSince(started) < 1.4, "three batches, one timeout: \(Date().timeIntervalSince(started)) s")
     }
 
     @Test("an answer too large or unreadable is not taken for success: the batch times out as not cut")

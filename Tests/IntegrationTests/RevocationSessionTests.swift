@@ -56,6 +56,9 @@ struct RevocationSessionTests {
         #expect(ended["dropped"] as? Bool == true, "the stolen session survived the revocation: \(lines)")
         let droppedAfter = (ended["droppedAt"] as? Double ?? .infinity) - revokedAt
         #expect(droppedAfter < 5, "session dropped \(droppedAfter) s after the revoke call")
+        // The cut leaves no client behind in the plugin's state (the broker rewrites that whole file on every change).
+        let dynsec = (try? String(contentsOfFile: "\(fleet.broker.directory)/dynamic-security.json", encoding: .utf8)) ?? "missing"
+        #expect(dynsec != "missing" && !dynsec.contains("gw-victim"), "dynamic-security.json: \(dynsec.prefix(2000))")
 
         // 03 — its next handshake fails, and openssl agrees with the broker.
         let again = try fleet.peer(["connect", "--port", String(fleet.broker.operationalPort), "--cert", "\(stolen)/chain.pem",

@@ -108,13 +108,20 @@ fleet_wait_simulator() {
   done
 }
 
-# fleet_start_for_simulator DIR DEVICES: PKI, broker and controller under DIR
+# fleet_start_for_simulator DIR DEVICES [MULTIPLEX]: PKI, broker and controller under DIR
 # (24 h TTL) sized for DEVICES simulated devices (file descriptors, bootstrap
 # connections); sets FLEET_CONTROLLER_PID and FLEET_BROKER_PID like the starters it calls.
+# MULTIPLEX > 0 (lanyard-fleetsim mode B): the broker also gets the benchmark-only
+# multiplexing listener (bench/broker/add-bench-listener.sh) on FLEET_MUX_PORT.
 fleet_start_for_simulator() {
   ulimit -n "$(ulimit -Hn)"
   FLEET_BOOTSTRAP_MAX_CONNECTIONS=$(( $2 + 100 ))
   fleet_init "$1" 24h >/dev/null
+  if [ "${3:-0}" -gt 0 ]; then
+    local root; root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+    FLEET_MUX_PORT="$(fleet_free_port)"
+    "$root/bench/broker/add-bench-listener.sh" "$FLEET_DIR/broker" "$FLEET_DIR/controller/pki" "$FLEET_MUX_PORT"
+  fi
   fleet_start_broker
   fleet_start_controller
 }

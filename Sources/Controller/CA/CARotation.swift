@@ -41,8 +41,11 @@ package final class CARotation: @unchecked Sendable {
     let log: Logger
     /// One operator call or tick at a time: each reads the phase and acts on it.
     private let lock = NSLock()
-    /// Trust-bundle commands sent per tick (a tick a second), as campaigns do.
-    static let maxSendsPerTick = 200
+    /// Trust-bundle commands of a step that may be unanswered at once, as a
+    /// campaign's in-flight window: the step goes as fast as devices answer.
+    /// A device silent for `CampaignService.inFlightAge` stops counting, so
+    /// unanswering devices cannot hold the step up.
+    static let maxInFlight = 1000
 
     package init(layout: PKILayout, store: Store, register: DeviceRegister, authorities: AuthorityRing, crl: CRLPublisher,
                  commands: CommandSender, campaigns: CampaignService, sessions: (any SessionCutter)? = nil, trustDomain: String,
@@ -83,7 +86,7 @@ package final class CARotation: @unchecked Sendable {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw WireError(.badRequest, message) } }
         let reason = p.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         try check(!reason.isEmpty && reason.count <= 256, "a reason (1 to 256 characters) is required")
-        try check((1...100_000).contains(p.maxPerMinute), "maxPerMinute must be 1 to 100000")
+        try check((1...CampaignRollout.unlimitedPerMinute).contains(p.maxPerMinute), "maxPerMinute must be 1 to \(CampaignRollout.unlimitedPerMinute)")
         try check((5...(7 * 86400)).contains(p.bundleTimeout), "bundleTimeout must be 5 s to 7 days")
         try check((5...(7 * 86400)).contains(p.deviceTimeout), "deviceTimeout must be 5 s to 7 days")
         lock.lock()
@@ -319,19 +322,34 @@ package final class CARotation: @unchecked Sendable {
 
     /// Sends the next batch: each row is marked with its command's jti as it goes out.
     private func sendBundles(_ r: Rotation, step: String, replace: Bool) throws {
-        let pending = try store.withConnection { db in
-            try db.query("SELECT device_id FROM ca_rotation_devices WHERE rotation_id = ? AND step = ? AND jti IS NULL ORDER BY device_id LIMIT ?",
-                         [.text(r.id), .text(step), .int(Int64(CARotation.maxSendsPerTick))]).compactMap { $0[0].text.flatMap(DeviceID.init) }
+        let now = Int64(clock().timeIntervalSince1970)
+        let pending = try store.withConnection { db -> [DeviceID] in
+            let unanswered = try db.query("""
+                SELECT count(*) FROM ca_rotation_devices r LEFT JOIN commands c ON c.jti = r.jti
+                WHERE r.rotation_id = ? AND r.step = ? AND r.jti IS NOT NULL AND r.sent_at > ? AND c.outcome IS NULL
+                """, [.text(r.id), .text(step), .int(now - CampaignService.inFlightAge)]).first?.first?.int ?? 0
+            let room = Int64(CARotation.maxInFlight) - unanswered
+            guard room > 0 else { return [] }
+            return try db.query("SELECT device_id FROM ca_rotation_devices WHERE rotation_id = ? AND step = ? AND jti IS NULL ORDER BY device_id LIMIT ?",
+                                [.text(r.id), .text(step), .int(room)]).compactMap { $0[0].text.flatMap(DeviceID.init) }
         }
         guard !pending.isEmpty else { return }
         // The trust step adds the new CA to what devices have; the final one is exactly root + the CAs that stay.
         let bundle = replace ? try bundlePEM(authorities.live.filter { $0.generation != r.from }) : authorities.bundlePEM
         let args = ["bundle": bundle, "replace": replace ? "true" : "false"]
-        for device in pending {
-            guard let jti = commands.sendReturningID(to: device, command: "bundle", args: args) else { continue }
-            try store.withConnection { db in
-                try db.query("UPDATE ca_rotation_devices SET jti = ?, sent_at = ? WHERE rotation_id = ? AND step = ? AND device_id = ?",
-                             [.text(jti), .int(Int64(clock().timeIntervalSince1970)), .text(r.id), .text(step), .text(device.rawValue)])
+        // Signed and sent on several lanes; their register writes share COMMITs (Store.transaction's group commit).
+        let lanes = min(CampaignService.sendLanes, pending.count)
+        MessageWorkers.runLanes(lanes) { [self] lane in
+            for device in stride(from: lane, to: pending.count, by: lanes).map({ pending[$0] }) {
+                guard let jti = commands.sendReturningID(to: device, command: "bundle", args: args) else { continue }
+                do {
+                    try store.transaction { db in
+                        try db.query("UPDATE ca_rotation_devices SET jti = ?, sent_at = ? WHERE rotation_id = ? AND step = ? AND device_id = ?",
+                                     [.text(jti), .int(Int64(clock().timeIntervalSince1970)), .text(r.id), .text(step), .text(device.rawValue)])
+                    }
+                } catch {
+                    log.error("CA rotation: cannot record the bundle command", ["device": device.rawValue, "error": "\(error)"])
+                }
             }
         }
     }

@@ -20,17 +20,27 @@ package final class CampaignService: @unchecked Sendable {
     let log: Logger
     /// One tick at a time.
     private let tickLock = NSLock()
-    /// Commands sent per campaign per tick (a tick a second): bounds how long
-    /// a tick holds the store and how fast the broker's queue to the
-    /// controller fills with the devices' answers (it drops beyond
-    /// max_queued_messages, docs/benchmarks.md §9).
-    static let maxSendsPerTick: Int64 = 200
+    /// Devices of one campaign between their command and their outcome
+    /// (`sent`) at any time. This, not a fixed number of sends a tick, is
+    /// what paces a campaign without a rate limit: it goes as fast as devices
+    /// complete, while each tick's transaction stays bounded and so does what
+    /// the devices' answers (ack, renewal request, state report) can pile up
+    /// in the broker's queue to the controller, which drops beyond
+    /// max_queued_messages (docs/benchmarks.md §9, §12).
+    let maxInFlight: Int64
+    static let defaultMaxInFlight: Int64 = 1000
+    /// Seconds after which a sent device stops counting against the window:
+    /// an online device that does not answer holds its place for a minute,
+    /// not for its whole `deviceTimeout`.
+    static let inFlightAge: Int64 = 60
 
     static let triggers: Set<String> = ["manual", "ca.rotated", "vendor.changed", "firmware.updated", "ownership.transferred",
                                         "policy.changed", "device.replaced", "device.compromised", "device.retired"]
     static let terminalDeviceStates: Set<String> = ["succeeded", "failed", "timed_out", "skipped"]
 
-    package init(store: Store, commands: CommandSender, clock: @escaping @Sendable () -> Date, log: Logger) {
+    package init(store: Store, commands: CommandSender, clock: @escaping @Sendable () -> Date, log: Logger,
+                 maxInFlight: Int = Int(CampaignService.defaultMaxInFlight)) {
+        self.maxInFlight = Int64(max(1, maxInFlight))
         self.store = store
         self.commands = commands
         self.clock = clock
@@ -45,7 +55,7 @@ package final class CampaignService: @unchecked Sendable {
         try check(CampaignService.triggers.contains(p.trigger), "trigger must be one of \(CampaignService.triggers.sorted().joined(separator: ", "))")
         let reason = p.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         try check(!reason.isEmpty && reason.count <= 256, "a reason (1 to 256 characters) is required")
-        try check((1...100_000).contains(r.maxPerMinute), "maxPerMinute must be 1 to 100000")
+        try check((1...CampaignRollout.unlimitedPerMinute).contains(r.maxPerMinute), "maxPerMinute must be 1 to \(CampaignRollout.unlimitedPerMinute)")
         try check((5...(7 * 86400)).contains(r.deviceTimeout), "deviceTimeout must be 5 s to 7 days")
         try check((0...10).contains(r.retries), "retries must be 0 to 10")
         try check((10...(30 * 86400)).contains(r.window), "window must be 10 s to 30 days")
@@ -259,10 +269,13 @@ package final class CampaignService: @unchecked Sendable {
                                               [.text(id), .int(canary)]).first?.first?.int ?? 0
                 if canaryDone < canary { limit = canary }
             }
-            let recent = try db.query("SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND sent_at > ?",
-                                      [.text(id), .int(now - 60)]).first?.first?.int ?? 0
             let perMinute = Int64(rollout.ratePerMinute(succeeded: Int(counts["succeeded"] ?? 0)))
-            var budget = min(perMinute - recent, CampaignService.maxSendsPerTick)
+            // Without a rate limit, the window alone paces: no need to scan the campaign's rows for the last minute's sends.
+            let recent = perMinute >= CampaignRollout.unlimitedPerMinute ? 0 : try db.query(
+                "SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND sent_at > ?", [.text(id), .int(now - 60)]).first?.first?.int ?? 0
+            let inFlight = try db.query("SELECT count(*) FROM campaign_devices WHERE campaign_id = ? AND state = 'sent' AND sent_at > ?",
+                                        [.text(id), .int(now - CampaignService.inFlightAge)]).first?.first?.int ?? 0
+            var budget = min(perMinute - recent, maxInFlight - inFlight)
             guard budget > 0 else { return [] }
             var picked: [String] = []
             let candidates = try db.query("""

@@ -176,7 +176,7 @@ package struct ControllerConfiguration: Sendable {
                                   message: "[event.\(type)]: campaign templates exist for \(LifecycleEvents.campaignTypes.sorted().joined(separator: ", "))")
             }
             var t = CampaignTemplate()
-            t.rollout.maxPerMinute = try r.int(section, "max_per_minute", default: t.rollout.maxPerMinute, range: 1...100_000)
+            t.rollout.maxPerMinute = try r.int(section, "max_per_minute", default: t.rollout.maxPerMinute, range: 1...CampaignRollout.unlimitedPerMinute)
             t.rollout.canary = try r.int(section, "canary", default: t.rollout.canary, range: 0...100_000)
             if r.optionalString(section, "abort_failure_pct") != nil {
                 t.rollout.abortFailurePercent = try r.double(section, "abort_failure_pct", default: 100, range: 0.1...100)

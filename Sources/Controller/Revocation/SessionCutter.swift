@@ -30,9 +30,14 @@ package struct SessionCutOutcome: Sendable, Equatable {
 /// Mosquitto's dynamic-security plugin (loaded on the operational listener
 /// beside the ACL file, see deploy/mosquitto): `createClient` for the
 /// device's identity (certificate logins never need it otherwise), then
-/// `disableClient`, which disconnects every session of that username at once.
+/// `deleteClient`, which disconnects every session of that username at once.
 /// Sent after the CRL reload, so the device's reconnect fails its handshake.
 /// The broker answers on `…/response`, matched by `correlationData`.
+///
+/// Delete, not `disableClient`: Mosquitto 2.0.11's plugin rewrites its whole
+/// JSON file after every command, so clients left behind (one per device
+/// ever revoked) made each cut slower than the last (docs/benchmarks.md §12);
+/// the CRL, not the plugin, keeps a revoked certificate out.
 package final class DynamicSecuritySessionCutter: SessionCutter {
     package static let controlTopic = "$CONTROL/dynamic-security/v1"
     package static let responseTopic = "$CONTROL/dynamic-security/v1/response"
@@ -79,47 +84,64 @@ package final class DynamicSecuritySessionCutter: SessionCutter {
     static let maxResponseBytes = 64 * 1024
 
     package func cut(_ devices: [DeviceID], each: (DeviceID, SessionCutOutcome) -> Void) {
-        var start = 0
-        while start < devices.count {
-            let batch = Array(devices[start..<min(start + DynamicSecuritySessionCutter.batchSize, devices.count)])
-            start += batch.count
-            for (device, outcome) in cutBatch(batch) { each(device, outcome) }
+        let batches = stride(from: 0, to: devices.count, by: DynamicSecuritySessionCutter.batchSize).map {
+            Array(devices[$0..<min($0 + DynamicSecuritySessionCutter.batchSize, devices.count)])
+        }
+        // Every batch is published before any answer is awaited: one round
+        // trip for a bulk revocation instead of one per batch.
+        var sent: [(correlation: String, devices: [DeviceID])] = []
+        for batch in batches {
+            switch send(batch) {
+            case .success(let correlation): sent.append((correlation, batch))
+            case .failure(let error): for device in batch { each(device, SessionCutOutcome(cut: false, error: "not sent to the broker: \(error)")) }
+            }
+        }
+        // The plugin answers in order; each answer gives the next one the
+        // full timeout again, a silent plugin costs the timeout once.
+        var deadline = Date().addingTimeInterval(timeout.timeInterval)
+        for (correlation, batch) in sent {
+            defer { pending.withLock { _ = $0.removeValue(forKey: correlation) } }
+            guard let items = awaitAnswer(correlation, until: deadline) else {
+                for device in batch { each(device, SessionCutOutcome(cut: false, error: "no answer from the dynamic-security plugin within \(timeout)")) }
+                continue
+            }
+            deadline = max(deadline, Date().addingTimeInterval(timeout.timeInterval))
+            for device in batch {
+                // "Client already exists" from createClient is expected (a client left by an earlier version's disableClient).
+                let delete = items.first { $0.command == "deleteClient" && $0.correlationData == "\(correlation):\(device.rawValue)" }
+                guard let delete else { each(device, SessionCutOutcome(cut: false, error: "the broker did not answer deleteClient")); continue }
+                if let error = delete.error { each(device, SessionCutOutcome(cut: false, error: "deleteClient: \(error)")); continue }
+                each(device, SessionCutOutcome(cut: true, error: nil))
+            }
         }
     }
 
-    private func cutBatch(_ devices: [DeviceID]) -> [(DeviceID, SessionCutOutcome)] {
-        func all(_ outcome: SessionCutOutcome) -> [(DeviceID, SessionCutOutcome)] { devices.map { ($0, outcome) } }
+    /// Publishes one batch's control message; returns its correlation id.
+    private func send(_ devices: [DeviceID]) -> Result<String, any Error> {
         let correlation = makeRequestID()
         pending.withLock { $0[correlation] = .some(nil) }
-        defer { pending.withLock { _ = $0.removeValue(forKey: correlation) } }
         // Each command carries the correlation id and its device, so the
         // answers (in order, one per command) map back to devices.
         var commands: [Request.Command] = []
         for device in devices {
             commands.append(.init(command: "createClient", username: device.rawValue, correlationData: "\(correlation):\(device.rawValue)"))
-            commands.append(.init(command: "disableClient", username: device.rawValue, correlationData: "\(correlation):\(device.rawValue)"))
+            commands.append(.init(command: "deleteClient", username: device.rawValue, correlationData: "\(correlation):\(device.rawValue)"))
         }
         do {
             try publish(DynamicSecuritySessionCutter.controlTopic, WireCodec.encode(Request(commands: commands)))
+            return .success(correlation)
         } catch {
-            return all(SessionCutOutcome(cut: false, error: "not sent to the broker: \(error)"))
+            pending.withLock { _ = $0.removeValue(forKey: correlation) }
+            return .failure(error)
         }
-        let deadline = Date().addingTimeInterval(timeout.timeInterval)
+    }
+
+    private func awaitAnswer(_ correlation: String, until deadline: Date) -> [Response.Item]? {
         arrived.lock()
         defer { arrived.unlock() }
         while true {
-            if let items = pending.withLock({ $0[correlation] ?? nil }) {
-                return devices.map { device in
-                    // "Client already exists" is expected for a device revoked before.
-                    let disable = items.first { $0.command == "disableClient" && $0.correlationData == "\(correlation):\(device.rawValue)" }
-                    guard let disable else { return (device, SessionCutOutcome(cut: false, error: "the broker did not answer disableClient")) }
-                    if let error = disable.error { return (device, SessionCutOutcome(cut: false, error: "disableClient: \(error)")) }
-                    return (device, SessionCutOutcome(cut: true, error: nil))
-                }
-            }
-            if !arrived.wait(until: deadline) {
-                return all(SessionCutOutcome(cut: false, error: "no answer from the dynamic-security plugin within \(timeout)"))
-            }
+            if let items = pending.withLock({ $0[correlation] ?? nil }) { return items }
+            if !arrived.wait(until: deadline) { return pending.withLock { $0[correlation] ?? nil } }
         }
     }
 

@@ -15,7 +15,7 @@ package enum CACommand {
     package static func usage(_ program: String) -> String {
         let indent = String(repeating: " ", count: program.count + 7)
         return """
-        usage: \(program) ca rotate --reason TEXT [--max-per-minute N] [--bundle-timeout DURATION] [--device-timeout DURATION] [--no-wait] [--json]
+        usage: \(program) ca rotate --reason TEXT [--max-per-minute N|unlimited] [--bundle-timeout DURATION] [--device-timeout DURATION] [--no-wait] [--json]
         \(indent) ca status [--json]
         \(indent) ca retire --reason TEXT [--json]
         rotate  a new issuing CA under the same root: the broker and every device trust it (signed `bundle`
@@ -40,8 +40,12 @@ package enum CACommand {
             guard let reason = args.value("reason") else { print("--reason is required\n\(usage(program))"); return 64 }
             var params = CARotateParams(reason: reason)
             if let text = args.value("max-per-minute") {
-                guard let n = Int(text), n > 0 else { print("--max-per-minute takes a positive whole number"); return 64 }
-                params.maxPerMinute = n
+                if text == "unlimited" {
+                    params.maxPerMinute = CampaignRollout.unlimitedPerMinute
+                } else {
+                    guard let n = Int(text), n > 0 else { print("--max-per-minute takes a positive whole number or unlimited"); return 64 }
+                    params.maxPerMinute = n
+                }
             }
             for (name, apply) in [("bundle-timeout", { (s: Int) in params.bundleTimeout = s }), ("device-timeout", { (s: Int) in params.deviceTimeout = s })] {
                 guard let text = args.value(name) else { continue }

@@ -34,6 +34,10 @@ package struct CampaignRollout: Codable, Sendable, Equatable {
     package var rampFactor: Double?
     package var rampEverySucceeded: Int?
 
+    /// The highest `maxPerMinute` (100,000 devices a second): no rate limit;
+    /// the controller's in-flight window paces such a campaign.
+    package static let unlimitedPerMinute = 6_000_000
+
     /// The rate after `succeeded` devices: the ramp's step, or `maxPerMinute` without a ramp.
     package func ratePerMinute(succeeded: Int) -> Int {
         guard let base = rampBasePerMinute, let factor = rampFactor, let every = rampEverySucceeded, every > 0 else { return maxPerMinute }
