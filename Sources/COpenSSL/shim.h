@@ -84,16 +84,20 @@ static inline long lanyard_SSL_CTX_set_release_buffers(SSL_CTX *ctx) {
 // decodes or generates) runs an OSSL_ENCODER to DER and decodes that DER again
 // through OSSL_DECODER: about two thirds of signing a leaf certificate. With a
 // legacy EC key it uses the EC method's own encoder instead. This makes that
-// legacy copy of an EC public key (named curve `nid`, encoded point `point`);
+// legacy copy of an EC public key (curve `group`, encoded point `point`);
 // the caller checks that its SubjectPublicKeyInfo is byte for byte the
 // original's before using it. NULL on any failure. The deprecation warnings
 // of the EC_KEY calls are silenced here only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-static inline EVP_PKEY *lanyard_legacy_ec_public_key(int nid, const unsigned char *point, size_t length) {
-    EC_KEY *ec = EC_KEY_new_by_curve_name(nid);
+// `group` is made once per process (CurveGroup in CertificateIssuer.swift,
+// never freed) and only read here: EC_KEY_set_group takes its own copy.
+// EC_GROUP_new_by_curve_name for every certificate built the curve from its
+// parameters each time (~270,000 instructions).
+static inline EVP_PKEY *lanyard_legacy_ec_public_key_on(const EC_GROUP *group, const unsigned char *point, size_t length) {
+    EC_KEY *ec = EC_KEY_new();
     if (ec == NULL) return NULL;
-    if (EC_KEY_oct2key(ec, point, length, NULL) != 1) { EC_KEY_free(ec); return NULL; }
+    if (EC_KEY_set_group(ec, group) != 1 || EC_KEY_oct2key(ec, point, length, NULL) != 1) { EC_KEY_free(ec); return NULL; }
     EVP_PKEY *pkey = EVP_PKEY_new();
     if (pkey == NULL || EVP_PKEY_assign_EC_KEY(pkey, ec) != 1) { EVP_PKEY_free(pkey); EC_KEY_free(ec); return NULL; }
     return pkey;
