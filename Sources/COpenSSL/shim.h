@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
@@ -103,5 +104,23 @@ static inline EVP_PKEY *lanyard_legacy_ec_public_key_on(const EC_GROUP *group, c
     return pkey;
 }
 #pragma GCC diagnostic pop
+
+// ---- CSR parsing without OpenSSL 3's key decoder (Sources/Shared/Crypto/CertificateSigningRequest.swift) ----
+// d2i_X509_REQ decodes the request's public key through an OSSL_DECODER
+// chain built for every call (~1.4 million instructions, a third of issuing a
+// certificate). Parsed in a library context holding only the "null" provider
+// (no algorithms), the request keeps its SubjectPublicKeyInfo as bytes and no
+// key; the caller then makes the key itself from canonical P-256/P-384 bytes
+// and verifies the signature in the default context, or parses the request
+// again the ordinary way for any other key.
+static inline OSSL_LIB_CTX *lanyard_keyless_libctx(void) {
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+    if (ctx == NULL) return NULL;
+    if (OSSL_PROVIDER_load(ctx, "null") == NULL) { OSSL_LIB_CTX_free(ctx); return NULL; }
+    return ctx;
+}
+static inline X509_REQ *lanyard_d2i_X509_REQ_in(OSSL_LIB_CTX *ctx, const unsigned char **in, long length) {
+    return (X509_REQ *)ASN1_item_d2i_ex(NULL, in, length, ASN1_ITEM_rptr(X509_REQ), ctx, NULL);
+}
 
 #endif

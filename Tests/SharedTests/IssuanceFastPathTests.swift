@@ -148,3 +148,57 @@ struct IssuanceFastPathTests {
         }
     }
 }
+
+@Suite("CSR parsing without the key decoder")
+struct KeylessCSRParsingTests {
+    @Test("a CSR parsed through PEM and through DER (the ordinary parse) has the same DER, key bytes, CN and signature result")
+    func sameAsOrdinary() throws {
+        for index in 0..<20 {
+            let key = try PrivateKey.generateP256()
+            let made = try CertificateSigningRequest.make(commonName: "dev-\(index)", key: key)
+            let viaPEM = try CertificateSigningRequest(pem: made.pem)
+            let viaDER = try CertificateSigningRequest(der: made.der)
+            #expect(viaPEM.der == viaDER.der)
+            #expect(viaPEM.publicKey.spkiDER == viaDER.publicKey.spkiDER)
+            #expect(viaPEM.commonName == "dev-\(index)")
+            #expect(viaPEM.verifySignature() && viaDER.verifySignature())
+            #expect(viaPEM.requestedExtensionCount == viaDER.requestedExtensionCount)
+            #expect(viaPEM.attributeCount == viaDER.attributeCount)
+        }
+    }
+
+    @Test("a tampered request (signature byte, subject) fails verification; a point off the curve does not parse; the old PEM label reads")
+    func refusals() throws {
+        let key = try PrivateKey.generateP256()
+        let made = try CertificateSigningRequest.make(commonName: "dev-tamper", key: key)
+        // Last byte of the signature.
+        var der = made.der
+        der[der.count - 1] ^= 0x01
+        let badSignature = try CertificateSigningRequest(pem: pemArmour(der, "CERTIFICATE REQUEST"))
+        #expect(!badSignature.verifySignature())
+        // The CN's last letter ("r" of "tamper" → "s"): the signed bytes change.
+        var renamed = made.der
+        let cn = Array("dev-tamper".utf8)
+        let at = try #require(renamed.indices.first { renamed[$0...].starts(with: cn) })
+        renamed[at + cn.count - 1] = UInt8(ascii: "s")
+        let forged = try CertificateSigningRequest(pem: pemArmour(renamed, "CERTIFICATE REQUEST"))
+        #expect(forged.commonName == "dev-tampes")
+        #expect(!forged.verifySignature())
+        // The point's last byte changed: almost surely off the curve.
+        var offCurve = made.der
+        let spki = made.publicKey.spkiDER
+        let start = try #require(offCurve.indices.first { offCurve[$0...].starts(with: spki) })
+        offCurve[start + spki.count - 1] ^= 0x55
+        #expect(throws: (any Error).self) { try CertificateSigningRequest(pem: pemArmour(offCurve, "CERTIFICATE REQUEST")) }
+        #expect(throws: (any Error).self) { try CertificateSigningRequest(der: offCurve) }
+        // "NEW CERTIFICATE REQUEST", as PEM_read_bio_X509_REQ accepts it.
+        let old = try CertificateSigningRequest(pem: pemArmour(made.der, "NEW CERTIFICATE REQUEST"))
+        #expect(old.verifySignature() && old.der == made.der)
+        // A block of another kind before the request is skipped, as before.
+        let both = key.publicKey.pem + made.pem
+        #expect(try CertificateSigningRequest(pem: both).der == made.der)
+        #expect(throws: (any Error).self) { try CertificateSigningRequest(pem: key.publicKey.pem) }
+    }
+
+    private func pemArmour(_ der: [UInt8], _ label: String) -> String { PEMArmour.encode(der, label: label) }
+}

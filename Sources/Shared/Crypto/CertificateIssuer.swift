@@ -160,6 +160,8 @@ package enum CertificateIssuer {
     /// which avoids OpenSSL 3's encoder + decoder round trip (shim.h,
     /// `lanyard_legacy_ec_public_key_on`); any other key as given.
     private static func setPublicKey(_ x509: OpaquePointer, _ key: PublicKey) -> Bool {
+        // A CSR's canonical key is already such a legacy copy (PublicKey.init?(canonicalSPKI:)).
+        if key.isLegacyCanonicalEC { return X509_set_pubkey(x509, key.pkey) == 1 }
         let group: OpaquePointer?
         switch key.algorithm {
         case .p256: group = CurveGroup.p256

@@ -145,6 +145,10 @@ package final class PublicKey: @unchecked Sendable, Equatable, Hashable, CustomS
     let pkey: OpaquePointer
     package let spkiDER: [UInt8]
     package let algorithm: KeyAlgorithm
+    /// `pkey` is a legacy EC key that OpenSSL encodes to exactly `spkiDER`
+    /// (`init?(canonicalSPKI:)`): `X509_set_pubkey` takes it without OpenSSL 3's
+    /// encoder/decoder round trip (CertificateIssuer.setPublicKey).
+    let isLegacyCanonicalEC: Bool
 
     package convenience init(pem: String) throws {
         let bytes = utf8Bytes(pem)
@@ -175,6 +179,7 @@ package final class PublicKey: @unchecked Sendable, Equatable, Hashable, CustomS
         self.pkey = pkey
         self.spkiDER = der
         self.algorithm = KeyAlgorithm.of(pkey)
+        self.isLegacyCanonicalEC = false
     }
 
     /// A new wrapper sharing (up-ref'ing) an EVP_PKEY owned elsewhere.
@@ -192,13 +197,33 @@ package final class PublicKey: @unchecked Sendable, Equatable, Hashable, CustomS
     /// `init(borrowing:)`, which re-encodes).
     convenience init?(borrowing pkey: OpaquePointer, canonicalSPKI spkiDER: [UInt8]) {
         guard let algorithm = CanonicalSPKI.algorithm(of: spkiDER), EVP_PKEY_up_ref(pkey) == 1 else { return nil }
-        self.init(adopting: pkey, spkiDER: spkiDER, algorithm: algorithm)
+        self.init(adopting: pkey, spkiDER: spkiDER, algorithm: algorithm, legacy: false)
     }
 
-    private init(adopting pkey: OpaquePointer, spkiDER: [UInt8], algorithm: KeyAlgorithm) {
+    /// A key made directly from canonical P-256/P-384 SPKI bytes (a legacy EC
+    /// key on the shared curve group, its point checked to be on the curve),
+    /// kept only if OpenSSL encodes it back to exactly `spkiDER`. nil for any
+    /// other bytes. No OSSL_DECODER or OSSL_ENCODER involved.
+    convenience init?(canonicalSPKI spkiDER: [UInt8]) {
+        guard let algorithm = CanonicalSPKI.algorithm(of: spkiDER), let point = CanonicalSPKI.point(of: spkiDER, algorithm),
+            let group = algorithm == .p256 ? CurveGroup.p256 : CurveGroup.p384
+        else { return nil }
+        guard let pkey = point.withUnsafeBufferPointer({ lanyard_legacy_ec_public_key_on(group, $0.baseAddress, $0.count) }) else {
+            CryptoError.clearOpenSSLErrors()
+            return nil
+        }
+        guard encodeDER({ i2d_PUBKEY(pkey, $0) }) == spkiDER else {
+            EVP_PKEY_free(pkey)
+            return nil
+        }
+        self.init(adopting: pkey, spkiDER: spkiDER, algorithm: algorithm, legacy: true)
+    }
+
+    private init(adopting pkey: OpaquePointer, spkiDER: [UInt8], algorithm: KeyAlgorithm, legacy: Bool) {
         self.pkey = pkey
         self.spkiDER = spkiDER
         self.algorithm = algorithm
+        self.isLegacyCanonicalEC = legacy
     }
 
     deinit { EVP_PKEY_free(pkey) }
