@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
@@ -84,20 +85,42 @@ static inline long lanyard_SSL_CTX_set_release_buffers(SSL_CTX *ctx) {
 // decodes or generates) runs an OSSL_ENCODER to DER and decodes that DER again
 // through OSSL_DECODER: about two thirds of signing a leaf certificate. With a
 // legacy EC key it uses the EC method's own encoder instead. This makes that
-// legacy copy of an EC public key (named curve `nid`, encoded point `point`);
+// legacy copy of an EC public key (curve `group`, encoded point `point`);
 // the caller checks that its SubjectPublicKeyInfo is byte for byte the
 // original's before using it. NULL on any failure. The deprecation warnings
 // of the EC_KEY calls are silenced here only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-static inline EVP_PKEY *lanyard_legacy_ec_public_key(int nid, const unsigned char *point, size_t length) {
-    EC_KEY *ec = EC_KEY_new_by_curve_name(nid);
+// `group` is made once per process (CurveGroup in CertificateIssuer.swift,
+// never freed) and only read here: EC_KEY_set_group takes its own copy.
+// EC_GROUP_new_by_curve_name for every certificate built the curve from its
+// parameters each time (~270,000 instructions).
+static inline EVP_PKEY *lanyard_legacy_ec_public_key_on(const EC_GROUP *group, const unsigned char *point, size_t length) {
+    EC_KEY *ec = EC_KEY_new();
     if (ec == NULL) return NULL;
-    if (EC_KEY_oct2key(ec, point, length, NULL) != 1) { EC_KEY_free(ec); return NULL; }
+    if (EC_KEY_set_group(ec, group) != 1 || EC_KEY_oct2key(ec, point, length, NULL) != 1) { EC_KEY_free(ec); return NULL; }
     EVP_PKEY *pkey = EVP_PKEY_new();
     if (pkey == NULL || EVP_PKEY_assign_EC_KEY(pkey, ec) != 1) { EVP_PKEY_free(pkey); EC_KEY_free(ec); return NULL; }
     return pkey;
 }
 #pragma GCC diagnostic pop
+
+// ---- CSR parsing without OpenSSL 3's key decoder (Sources/Shared/Crypto/CertificateSigningRequest.swift) ----
+// d2i_X509_REQ decodes the request's public key through an OSSL_DECODER
+// chain built for every call (~1.4 million instructions, a third of issuing a
+// certificate). Parsed in a library context holding only the "null" provider
+// (no algorithms), the request keeps its SubjectPublicKeyInfo as bytes and no
+// key; the caller then makes the key itself from canonical P-256/P-384 bytes
+// and verifies the signature in the default context, or parses the request
+// again the ordinary way for any other key.
+static inline OSSL_LIB_CTX *lanyard_keyless_libctx(void) {
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+    if (ctx == NULL) return NULL;
+    if (OSSL_PROVIDER_load(ctx, "null") == NULL) { OSSL_LIB_CTX_free(ctx); return NULL; }
+    return ctx;
+}
+static inline X509_REQ *lanyard_d2i_X509_REQ_in(OSSL_LIB_CTX *ctx, const unsigned char **in, long length) {
+    return (X509_REQ *)ASN1_item_d2i_ex(NULL, in, length, ASN1_ITEM_rptr(X509_REQ), ctx, NULL);
+}
 
 #endif

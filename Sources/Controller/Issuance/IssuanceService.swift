@@ -63,16 +63,18 @@ package struct IssuanceService: Sendable {
         if let proof = request.reenrollment {
             return try reenroll(request, proof: proof, device: topicDevice)
         }
-        let (policy, csr, device) = try checkDevice(topicDevice, request.requestId, request.csr, allowed: [.approved, .active])
+        let checked = try checkDevice(topicDevice, request.requestId, request.csr, allowed: [.approved, .active])
+        let (policy, csr, device) = (checked.policy, checked.csr, checked.device)
         // A device registered to bootstrap with its factory identity must not enroll with a token (NHI4, insecure authentication).
         let method = device.attributes?.bootstrapMethod ?? "token"
         guard method == "token", policy.policy.bootstrapMethods.contains("token") else {
             throw WireError(.policyViolation, "device \(topicDevice) bootstraps with \(method) (class allows \(policy.policy.bootstrapMethods.joined(separator: ", "))); token enrollment refused")
         }
-        if let existing = try previouslyIssued(topicDevice, requestID: request.requestId, key: csr.publicKey, policy: policy.policy) { return existing }
+        if let existing = try previouslyIssued(checked, requestID: request.requestId) { return existing }
         guard let tokenText = request.token else { throw WireError(.badToken, "an enrollment needs a token or a re-enrollment proof") }
         let tokenHash = DeviceRegister.hashToken(tokenText)
-        let now = clock()
+        let now = checked.now
+        let signed = try? sign(checked)
         return try store.transaction { db in
             guard let token = try db.query("SELECT expires_at, used_at FROM enrollment_tokens WHERE token_hash = ? AND device_id = ?",
                                             [.text(tokenHash), .text(topicDevice.rawValue)]).first else {
@@ -81,7 +83,7 @@ package struct IssuanceService: Sendable {
             guard token[1] == .null else { throw WireError(.tokenUsed, "the enrollment token was already used") }
             guard (token[0].int ?? 0) > Int64(now.timeIntervalSince1970) else { throw WireError(.tokenExpired, "the enrollment token has expired") }
             try db.query("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.int(Int64(now.timeIntervalSince1970)), .text(tokenHash)])
-            let reply = try issue(db, device: device, csr: csr, policy: policy, requestID: request.requestId, kind: "enroll", now: now)
+            let reply = try issue(db, checked, signed, requestID: request.requestId, kind: "enroll")
             try db.query("UPDATE devices SET state = 'active' WHERE id = ?", [.text(topicDevice.rawValue)])
             try db.audit(time: now, actor: "device:\(topicDevice)", action: "enroll", target: topicDevice.rawValue, outcome: "ok",
                          detail: "serial=\(reply.serial ?? "") agent=\(String(request.agentVersion.prefix(32)))")
@@ -96,13 +98,13 @@ package struct IssuanceService: Sendable {
     /// within the class's window. An older or revoked certificate never
     /// qualifies, so a key stolen from an earlier generation is worth nothing.
     private func reenroll(_ request: EnrollRequest, proof: ReenrollmentProof, device: DeviceID) throws -> CertificateReply {
-        let (versioned, csr, view) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
-        let policy = versioned.policy
+        let checked = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
+        let policy = checked.policy.policy
         guard policy.reenrollAfterExpiry else {
             throw WireError(.reenrollmentNotAllowed, "class \(policy.name) does not allow re-enrollment after expiry; an operator must approve \(device) again")
         }
-        if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy) { return existing }
-        let now = clock()
+        if let existing = try previouslyIssued(checked, requestID: request.requestId) { return existing }
+        let now = checked.now
         let previous = try proof.verify(device: device, requestID: request.requestId, csrPEM: request.csr, now: now,
                                         skewTolerance: backdate.timeInterval)
         guard authorities.issuer(of: previous) != nil else {
@@ -112,6 +114,7 @@ package struct IssuanceService: Sendable {
         guard expiredFor <= policy.reenrollWindow.timeInterval else {
             throw WireError(.reenrollmentWindowPassed, "the certificate expired \(Int(expiredFor)) s ago; class \(policy.name) allows \(Int(policy.reenrollWindow.timeInterval)) s")
         }
+        let signed = try? sign(checked)
         return try store.transaction { db in
             // The newest certificate issued to this device, whatever its state.
             guard let newest = try db.query("SELECT serial, revoked_at FROM certificates WHERE device_id = ? ORDER BY issued_at DESC, rowid DESC LIMIT 1",
@@ -121,7 +124,7 @@ package struct IssuanceService: Sendable {
             }
             guard newest[1] == .null else { throw WireError(.revoked, "certificate \(previous.serialHex) was revoked") }
             // Recorded as an enrollment (the register knows enroll and renew); the audit entry says reenroll.
-            let reply = try issue(db, device: view, csr: csr, policy: versioned, requestID: request.requestId, kind: "enroll", now: now)
+            let reply = try issue(db, checked, signed, requestID: request.requestId, kind: "enroll")
             try db.audit(time: now, actor: "device:\(device)", action: "reenroll", target: device.rawValue, outcome: "ok",
                          detail: "serial=\(reply.serial ?? "") previous=\(previous.serialHex) expired_for=\(Int(expiredFor))s agent=\(String(request.agentVersion.prefix(32)))")
             return reply
@@ -132,11 +135,12 @@ package struct IssuanceService: Sendable {
 
     package func renew(_ request: RenewRequest, device: DeviceID) -> CertificateReply {
         answer("renew", device, request.requestId) {
-            let (policy, csr, view) = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
-            if let existing = try previouslyIssued(device, requestID: request.requestId, key: csr.publicKey, policy: policy.policy) { return existing }
-            let now = clock()
+            let checked = try checkDevice(device, request.requestId, request.csr, allowed: [.active])
+            if let existing = try previouslyIssued(checked, requestID: request.requestId) { return existing }
+            let now = checked.now
+            let signed = try? sign(checked)
             return try store.transaction { db in
-                let reply = try issue(db, device: view, csr: csr, policy: policy, requestID: request.requestId, kind: "renew", now: now)
+                let reply = try issue(db, checked, signed, requestID: request.requestId, kind: "renew")
                 try db.audit(time: now, actor: "device:\(device)", action: "renew", target: device.rawValue, outcome: "ok",
                              detail: "serial=\(reply.serial ?? "") previous=\(String(request.currentSerial.prefix(40))) reason=\(String(request.reason.prefix(16)))")
                 return reply
@@ -146,14 +150,42 @@ package struct IssuanceService: Sendable {
 
     // MARK: shared checks
 
-    private func checkDevice(_ id: DeviceID, _ requestID: String, _ csrPEM: String, allowed: Set<DeviceState>) throws
-        -> ((policy: DeviceClassPolicy, version: Int), CertificateSigningRequest, DeviceView) {
+    /// What the checks outside the writer found: the device as committed, the
+    /// parsed and verified CSR, its class policy, and from the same read
+    /// snapshot the certificate already issued for this request id (if any)
+    /// and the TTL exception that applies now (checked again in the transaction).
+    private struct Checked {
+        var policy: (policy: DeviceClassPolicy, version: Int)
+        var csr: CertificateSigningRequest
+        var device: DeviceView
+        var deviceID: DeviceID
+        var now: Date
+        /// key_fingerprint, chain_pem, serial, not_before, not_after, issued_at, revoked_at
+        var previous: SQLRow?
+        var ttlException: ExceptionView?
+    }
+
+    private func checkDevice(_ id: DeviceID, _ requestID: String, _ csrPEM: String, allowed: Set<DeviceState>) throws -> Checked {
         guard IssuanceService.isValidRequestID(requestID) else { throw WireError(.badRequest, "requestId must be 8 to 64 letters, digits or dashes") }
+        let now = clock()
         let device: DeviceView
+        let previous: SQLRow?
+        let ttlException: ExceptionView?
         // State, class and owners only: the certificate history `show` adds is not needed on every request.
-        // Read from committed data without waiting for the writer (Store.read).
+        // Read from committed data without waiting for the writer (Store.read), in one snapshot with
+        // the answer already given to this request id and the TTL exception.
         do {
-            device = try store.read { try register.view($0, id: id.rawValue, withCertificates: false) }
+            (device, previous, ttlException) = try store.read { db in
+                let device = try register.view(db, id: id.rawValue, withCertificates: false)
+                let previous = try db.query("""
+                    SELECT key_fingerprint, chain_pem, serial, not_before, not_after, issued_at, revoked_at FROM certificates
+                    WHERE device_id = ? AND request_id = ?
+                    """, [.text(id.rawValue), .text(requestID)]).first
+                let exception = previous == nil
+                    ? try ExceptionRegister(store: store, register: register, clock: clock).active(db, device: device, control: .ttlAboveMax, now: now)
+                    : nil
+                return (device, previous, exception)
+            }
         } catch let e as WireError where e.code == WireError.Code.notFound.rawValue {
             throw WireError(.notRegistered, "device \(id) is not in the register")
         }
@@ -181,35 +213,79 @@ package struct IssuanceService: Sendable {
         guard policy.keyAlgorithms.contains(algorithm) else {
             throw WireError(.keyTypeNotAllowed, "key \(algorithm) is not allowed for class \(policy.name) (allowed: \(policy.keyAlgorithms.joined(separator: ", ")))")
         }
-        return (versioned, csr, device)
+        guard let deviceID = DeviceID(device.id) else { throw WireError(.internal, "malformed id in the register") }
+        return Checked(policy: versioned, csr: csr, device: device, deviceID: deviceID, now: now, previous: previous, ttlException: ttlException)
     }
 
     /// The certificate already issued for this request id and key, if any; a
     /// reused request id with a different key is refused.
-    /// Committed certificates only (Store.read): a request is handled after
+    /// Committed certificates only (Store.read, in `checkDevice`): a request is handled after
     /// the earlier requests of the same device have been answered, hence committed.
-    private func previouslyIssued(_ id: DeviceID, requestID: String, key: PublicKey, policy: DeviceClassPolicy) throws -> CertificateReply? {
-        try store.read { db in
-            guard let row = try db.query("""
-                SELECT key_fingerprint, chain_pem, serial, not_before, not_after, issued_at, revoked_at FROM certificates
-                WHERE device_id = ? AND request_id = ?
-                """, [.text(id.rawValue), .text(requestID)]).first else { return nil }
-            guard row[0].text == key.fingerprint else { throw WireError(.badRequest, "request id \(requestID) was used with another key") }
-            guard row[6] == .null else { throw WireError(.revoked, "that certificate was revoked") }
-            return CertificateReply(requestId: requestID, status: "issued", chain: row[1].text, trustBundle: authorities.bundlePEM,
-                                    serial: row[2].text, notBefore: row[3].int, notAfter: row[4].int, issuedAt: row[5].int, renewAt: policy.renewAt)
-        }
+    private func previouslyIssued(_ checked: Checked, requestID: String) throws -> CertificateReply? {
+        guard let row = checked.previous else { return nil }
+        guard row[0].text == checked.csr.publicKey.fingerprint else { throw WireError(.badRequest, "request id \(requestID) was used with another key") }
+        guard row[6] == .null else { throw WireError(.revoked, "that certificate was revoked") }
+        return CertificateReply(requestId: requestID, status: "issued", chain: row[1].text, trustBundle: authorities.bundlePEM,
+                                serial: row[2].text, notBefore: row[3].int, notAfter: row[4].int, issuedAt: row[5].int,
+                                renewAt: checked.policy.policy.renewAt)
     }
 
-    /// Signs and records a certificate under the class policy (and any
+    /// A certificate signed before the writer's transaction, and what it was signed with.
+    private struct Signed {
+        var certificate: Certificate
+        var chainPEM: String
+        var authority: IssuingAuthority
+        var ttl: TimeInterval
+        var ttlNote: String?
+    }
+
+    /// The TTL for this issuance: the class's, or an approved, unexpired
+    /// `ttl_above_max` exception's (with the note that goes into the audit trail).
+    private func ttl(_ policy: DeviceClassPolicy, exception: ExceptionView?) throws -> (TimeInterval, String?) {
+        var ttl = policy.ttl.timeInterval
+        var note: String?
+        if let exception, let exceptionTTL = exception.ttl {
+            ttl = TimeInterval(exceptionTTL)
+            note = "ttl_above_max:exception=\(exception.id)"
+        }
+        guard ttl <= policy.maxTTL.timeInterval || note != nil else {
+            throw WireError(.policyViolation, "TTL above the class maximum")
+        }
+        return (ttl, note)
+    }
+
+    /// Signs the certificate outside the writer's transaction (the workers sign
+    /// in parallel; the transaction only checks and records). The TTL comes from
+    /// the read snapshot; `issue` checks it again inside the transaction and
+    /// signs again in the rare case that an exception changed in between.
+    /// A certificate whose checks then fail is dropped: never recorded, never
+    /// sent. The callers ignore a failure here (`try?`): `issue` then signs in
+    /// the transaction, so refusals come in the same order as before.
+    private func sign(_ checked: Checked, ttl known: (TimeInterval, String?)? = nil) throws -> Signed {
+        let (ttl, note) = try known ?? ttl(checked.policy.policy, exception: checked.ttlException)
+        let device = checked.deviceID
+        var template = CertificateTemplate(commonName: device.rawValue, serial: CertificateTemplate.randomSerial(),
+                                           notBefore: checked.now.addingTimeInterval(-backdate.timeInterval),
+                                           notAfter: checked.now.addingTimeInterval(ttl))
+        template.keyUsage = [.digitalSignature]
+        template.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
+        template.uriSANs = [device.spiffeID(trustDomain: trustDomain)]
+        // One snapshot for the whole issuance: a CA rotation may swap the active CA meanwhile.
+        let authority = authorities.active
+        let cert = try CertificateIssuer.sign(template, subjectKey: checked.csr.publicKey, issuer: authority.certificate, issuerKey: authority.key)
+        return Signed(certificate: cert, chainPEM: Certificate.pem(of: [cert, authority.certificate]), authority: authority, ttl: ttl, ttlNote: note)
+    }
+
+    /// Checks and records a certificate under the class policy (and any
     /// approved, unexpired exception): one key per device, a new key for every
     /// certificate when the class rotates keys, TTL at most the class maximum.
-    private func issue(_ db: SQLiteConnection, device view: DeviceView, csr: CertificateSigningRequest, policy versioned: (policy: DeviceClassPolicy, version: Int),
-                       requestID: String, kind: String, now: Date) throws -> CertificateReply {
-        let policy = versioned.policy
-        guard let device = DeviceID(view.id) else { throw WireError(.internal, "malformed id in the register") }
+    private func issue(_ db: SQLiteConnection, _ checked: Checked, _ presigned: Signed?, requestID: String, kind: String) throws -> CertificateReply {
+        let policy = checked.policy.policy
+        let view = checked.device
+        let device = checked.deviceID
+        let now = checked.now
         let exceptions = ExceptionRegister(store: store, register: register, clock: clock)
-        let fingerprint = csr.publicKey.fingerprint
+        let fingerprint = checked.csr.publicKey.fingerprint
         var notes: [String] = []
         let holders = try db.query("SELECT DISTINCT device_id FROM certificates WHERE key_fingerprint = ?", [.text(fingerprint)])
         for owner in holders {
@@ -225,24 +301,19 @@ package struct IssuanceService: Sendable {
                 notes.append("key_reuse:exception=\(exception.id)")
             }
         }
-        var ttl = policy.ttl.timeInterval
-        if let exception = try exceptions.active(db, device: view, control: .ttlAboveMax, now: now), let exceptionTTL = exception.ttl {
-            ttl = TimeInterval(exceptionTTL)
-            notes.append("ttl_above_max:exception=\(exception.id)")
+        // The TTL decided again on the writer's view; if an exception appeared,
+        // expired or changed since the snapshot, the certificate is signed again.
+        let decided = try ttl(policy, exception: try exceptions.active(db, device: view, control: .ttlAboveMax, now: now))
+        let signed: Signed
+        if let presigned, presigned.ttl == decided.0, presigned.ttlNote == decided.1 {
+            signed = presigned
+        } else {
+            signed = try sign(checked, ttl: decided)
         }
-        guard ttl <= policy.maxTTL.timeInterval || notes.contains(where: { $0.hasPrefix("ttl_above_max") }) else {
-            throw WireError(.policyViolation, "TTL above the class maximum")
-        }
-        var template = CertificateTemplate(commonName: device.rawValue, serial: CertificateTemplate.randomSerial(),
-                                           notBefore: now.addingTimeInterval(-backdate.timeInterval),
-                                           notAfter: now.addingTimeInterval(ttl))
-        template.keyUsage = [.digitalSignature]
-        template.extendedKeyUsages = [ExtendedKeyUsage.clientAuth]
-        template.uriSANs = [device.spiffeID(trustDomain: trustDomain)]
-        // One snapshot for the whole issuance: a CA rotation may swap the active CA meanwhile.
-        let authority = authorities.active
-        let cert = try CertificateIssuer.sign(template, subjectKey: csr.publicKey, issuer: authority.certificate, issuerKey: authority.key)
-        let chain = Certificate.pem(of: [cert, authority.certificate])
+        if let note = signed.ttlNote { notes.append(note) }
+        let cert = signed.certificate
+        let chain = signed.chainPEM
+        let authority = signed.authority
         let notBefore = Int64(cert.notBefore.timeIntervalSince1970)
         let notAfter = Int64(cert.notAfter.timeIntervalSince1970)
         let issuedAt = Int64(now.timeIntervalSince1970)
@@ -250,7 +321,8 @@ package struct IssuanceService: Sendable {
             INSERT INTO certificates(serial, device_id, kind, request_id, key_fingerprint, not_before, not_after, issued_at, chain_pem, issuer, policy_version)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(cert.serialHex), .text(device.rawValue), .text(kind), .text(requestID), .text(fingerprint),
-                  .int(notBefore), .int(notAfter), .int(issuedAt), .text(chain), .text(authority.certificate.commonName ?? ""), .int(Int64(versioned.version))])
+                  .int(notBefore), .int(notAfter), .int(issuedAt), .text(chain), .text(authority.certificate.commonName ?? ""),
+                  .int(Int64(checked.policy.version))])
         // A new key satisfies a pending rotation (transfer, firmware or vendor change).
         if view.rotationRequired != nil && holders.isEmpty {
             try db.query("UPDATE devices SET rotation_required = NULL WHERE id = ?", [.text(device.rawValue)])

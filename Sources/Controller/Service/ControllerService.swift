@@ -181,18 +181,15 @@ package final class ControllerService: Sendable {
         do {
             switch inbound {
             case .enrollRequest(let device):
-                let reply = answer(message.payload, as: EnrollRequest.self) { issuance.enroll($0, topicDevice: device) }
+                // Decoded once (IssuanceMessages.swift); the reply's JSON written directly (WireCodec.encodeReply).
+                let reply = issuance.enroll(payload: message.payload, topicDevice: device)
                 logReply("enroll", device, reply)
-                try mqtt.publish(topic: Topics.enrollResponse(device), payload: WireCodec.encode(reply), qos: 1)
+                try mqtt.publish(topic: Topics.enrollResponse(device), payload: WireCodec.encodeReply(reply), qos: 1)
             case .renewRequest(let device):
-                var campaign: String?
-                let reply = answer(message.payload, as: RenewRequest.self) { request in
-                    campaign = request.campaignId
-                    return issuance.renew(request, device: device)
-                }
+                let (reply, campaign) = issuance.renew(payload: message.payload, device: device)
                 if let campaign, reply.status == "issued", let serial = reply.serial { campaigns.noteIssued(device: device, campaign: campaign, serial: serial) }
                 logReply("renew", device, reply)
-                try mqtt.publish(topic: Topics.renewResponse(device), payload: WireCodec.encode(reply), qos: 1)
+                try mqtt.publish(topic: Topics.renewResponse(device), payload: WireCodec.encodeReply(reply), qos: 1)
             case .ack(let device):
                 let ack = try WireCodec.decode(CommandAck.self, from: message.payload)
                 commands.recordAck(ack, from: device)
@@ -211,22 +208,6 @@ package final class ControllerService: Sendable {
             log.warning("malformed message ignored", ["topic": message.topic, "error": error.description])
         } catch {
             log.error("message handling failed", ["topic": message.topic, "error": "\(error)"])
-        }
-    }
-
-    /// Decodes a request and answers it; a request that does not decode, or
-    /// speaks another protocol version, gets a coded `bad_request` reply when
-    /// its request id can be read (and is dropped with a log line otherwise).
-    private func answer<R: Decodable>(_ payload: [UInt8], as type: R.Type, _ handle: (R) -> CertificateReply) -> CertificateReply {
-        let envelope = try? WireCodec.decode(RequestEnvelope.self, from: payload)
-        let requestID = envelope?.requestId.flatMap { IssuanceService.isValidRequestID($0) ? $0 : nil } ?? ""
-        if let v = envelope?.v, v != protocolVersion {
-            return .failure(requestID, WireError(.badRequest, "protocol version \(v) is not supported (this controller speaks \(protocolVersion))"))
-        }
-        do {
-            return handle(try WireCodec.decode(R.self, from: payload))
-        } catch {
-            return .failure(requestID, error)
         }
     }
 

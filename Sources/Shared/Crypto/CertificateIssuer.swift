@@ -75,6 +75,14 @@ package struct CertificateTemplate: Sendable {
     }
 }
 
+/// The named curves' EC_GROUPs, made once per process (never freed) for the
+/// legacy key copies of `CertificateIssuer.setPublicKey`; read-only after
+/// creation, so shared between threads.
+enum CurveGroup {
+    nonisolated(unsafe) static let p256: OpaquePointer? = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)
+    nonisolated(unsafe) static let p384: OpaquePointer? = EC_GROUP_new_by_curve_name(NID_secp384r1)
+}
+
 package enum CertificateIssuer {
     /// Builds and signs a v3 certificate from `template` only (never from CSR extensions):
     /// basicConstraints (critical), keyUsage (critical), EKU, SAN, subjectKeyIdentifier and,
@@ -150,19 +158,29 @@ package enum CertificateIssuer {
     /// X509_set_pubkey, through a legacy EC copy of `key` when its
     /// SubjectPublicKeyInfo comes out byte for byte the same (P-256, P-384),
     /// which avoids OpenSSL 3's encoder + decoder round trip (shim.h,
-    /// `lanyard_legacy_ec_public_key`); any other key as given.
+    /// `lanyard_legacy_ec_public_key_on`); any other key as given.
     private static func setPublicKey(_ x509: OpaquePointer, _ key: PublicKey) -> Bool {
-        let nid: Int32
+        // A CSR's canonical key is already such a legacy copy (PublicKey.init?(canonicalSPKI:)).
+        if key.isLegacyCanonicalEC { return X509_set_pubkey(x509, key.pkey) == 1 }
+        let group: OpaquePointer?
         switch key.algorithm {
-        case .p256: nid = NID_X9_62_prime256v1
-        case .p384: nid = NID_secp384r1
+        case .p256: group = CurveGroup.p256
+        case .p384: group = CurveGroup.p384
         default: return X509_set_pubkey(x509, key.pkey) == 1
         }
-        var point = [UInt8](repeating: 0, count: 133)
-        var length = 0
-        guard EVP_PKEY_get_octet_string_param(key.pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, &point, point.count, &length) == 1,
-            let legacy = lanyard_legacy_ec_public_key(nid, point, length)
-        else {
+        // The point straight from a canonical SPKI (named curve, uncompressed
+        // point); otherwise as OpenSSL encodes it.
+        var point = CanonicalSPKI.point(of: key.spkiDER, key.algorithm).map(Array.init) ?? []
+        if point.isEmpty {
+            point = [UInt8](repeating: 0, count: 133)
+            var length = 0
+            guard EVP_PKEY_get_octet_string_param(key.pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, &point, point.count, &length) == 1 else {
+                CryptoError.clearOpenSSLErrors()
+                return X509_set_pubkey(x509, key.pkey) == 1
+            }
+            point.removeSubrange(length...)
+        }
+        guard let group, let legacy = lanyard_legacy_ec_public_key_on(group, point, point.count) else {
             CryptoError.clearOpenSSLErrors()
             return X509_set_pubkey(x509, key.pkey) == 1
         }

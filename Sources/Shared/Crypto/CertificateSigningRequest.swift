@@ -15,6 +15,12 @@ package final class CertificateSigningRequest: @unchecked Sendable {
 
     /// Takes ownership of `request` (freed if init throws).
     init(owning request: OpaquePointer) throws {
+        (self.request, self.der, self.publicKey) = try CertificateSigningRequest.parts(owning: request)
+    }
+
+    /// `request` with its DER and key, read back from OpenSSL's decoded key
+    /// (re-encoded for its SPKI bytes). Frees `request` if it throws.
+    private static func parts(owning request: OpaquePointer) throws -> (OpaquePointer, [UInt8], PublicKey) {
         guard let der = encodeDER({ i2d_X509_REQ(request, $0) }),
             let pkey = X509_REQ_get0_pubkey(request)
         else {
@@ -22,13 +28,41 @@ package final class CertificateSigningRequest: @unchecked Sendable {
             throw CryptoError.openSSL("bad_csr", "CSR has no usable public key")
         }
         do {
-            self.publicKey = try PublicKey(borrowing: pkey)
+            // For a canonical P-256/P-384 key the SPKI as the request carries
+            // it is what OpenSSL would encode again: no OSSL_ENCODER needed.
+            let spki = X509_REQ_get_X509_PUBKEY(request).flatMap { x in encodeDER({ i2d_X509_PUBKEY(x, $0) }) }
+            let key = try spki.flatMap { PublicKey(borrowing: pkey, canonicalSPKI: $0) } ?? PublicKey(borrowing: pkey)
+            return (request, der, key)
         } catch {
             X509_REQ_free(request)
             throw CryptoError(code: "bad_csr", message: "CSR public key unreadable: \(error)")
         }
-        self.request = request
-        self.der = der
+    }
+
+    /// Parses DER `bytes` (a PEM body; trailing bytes are ignored, as
+    /// `PEM_read_bio_X509_REQ` ignores them). A canonical P-256/P-384 key
+    /// (`CanonicalSPKI`) is made directly from its point — no OSSL_DECODER —
+    /// after a parse that leaves keys undecoded (`KeylessParsing`); anything
+    /// else is parsed again the ordinary way, the key decoded and re-encoded by OpenSSL.
+    private static func parts(parsing bytes: UnsafeBufferPointer<UInt8>) throws -> (OpaquePointer, [UInt8], PublicKey) {
+        if let context = KeylessParsing.context, let base = bytes.baseAddress {
+            var cursor: UnsafePointer<UInt8>? = base
+            if let request = lanyard_d2i_X509_REQ_in(context, &cursor, bytes.count) {
+                if let der = encodeDER({ i2d_X509_REQ(request, $0) }),
+                    let spki = X509_REQ_get_X509_PUBKEY(request).flatMap({ x in encodeDER({ i2d_X509_PUBKEY(x, $0) }) }),
+                    let key = PublicKey(canonicalSPKI: spki) {
+                    CryptoError.clearOpenSSLErrors()
+                    return (request, der, key)
+                }
+                X509_REQ_free(request)
+            }
+            CryptoError.clearOpenSSLErrors()
+        }
+        var cursor = bytes.baseAddress
+        guard let request = d2i_X509_REQ(nil, &cursor, bytes.count) else {
+            throw CryptoError.openSSL("bad_csr", "no CERTIFICATE REQUEST in PEM")
+        }
+        return try parts(owning: request)
     }
 
     deinit { X509_REQ_free(request) }
@@ -51,16 +85,21 @@ package final class CertificateSigningRequest: @unchecked Sendable {
         return try CertificateSigningRequest(owning: request)
     }
 
-    package convenience init(pem: String) throws {
+    /// The first "CERTIFICATE REQUEST" (or "NEW CERTIFICATE REQUEST") block in
+    /// `pem`, found by the PEM reader `PEM_read_bio_X509_REQ` uses, then parsed
+    /// as `parts(parsing:)` says.
+    package init(pem: String) throws {
         let bytes = utf8Bytes(pem)
         try checkInputSize(bytes.count, "CSR PEM")
-        let request = try withReadBIO(bytes, code: "bad_csr") { bio -> OpaquePointer in
-            guard let request = PEM_read_bio_X509_REQ(bio, nil, nil, nil) else {
+        (request, der, publicKey) = try withReadBIO(bytes, code: "bad_csr") { bio in
+            var data: UnsafeMutablePointer<UInt8>? = nil
+            var length = 0
+            guard PEM_bytes_read_bio(&data, &length, nil, PEM_STRING_X509_REQ, bio, nil, nil) == 1, let data else {
                 throw CryptoError.openSSL("bad_csr", "no CERTIFICATE REQUEST in PEM")
             }
-            return request
+            defer { lanyard_OPENSSL_free(data) }
+            return try CertificateSigningRequest.parts(parsing: UnsafeBufferPointer(start: data, count: length))
         }
-        try self.init(owning: request)
     }
 
     package convenience init(der: [UInt8]) throws {
@@ -90,10 +129,19 @@ package final class CertificateSigningRequest: @unchecked Sendable {
 
     /// Whether the CSR's self-signature verifies with its own public key.
     package func verifySignature() -> Bool {
-        let result = X509_REQ_verify(request, publicKey.pkey)
+        // In the default library context, whichever context parsed the request (`parse`).
+        let result = X509_REQ_verify_ex(request, publicKey.pkey, nil, nil)
         if result != 1 { CryptoError.clearOpenSSLErrors() }
         return result == 1
     }
+}
+
+/// The library context `CertificateSigningRequest.parse` reads requests in:
+/// only the "null" provider, so a request's key is left undecoded (shim.h).
+/// Made once per process, never freed; nil if OpenSSL cannot make it (then
+/// every request is parsed the ordinary way).
+enum KeylessParsing {
+    nonisolated(unsafe) static let context: OpaquePointer? = lanyard_keyless_libctx()
 }
 
 /// SHA-256 for EC/RSA; nil (built-in hash) for Ed25519/Ed448.

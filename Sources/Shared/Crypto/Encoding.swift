@@ -44,6 +44,56 @@ enum Base64 {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Standard padded base64 of `bytes` in lines of 64 characters, each
+    /// ending in "\n" (PEM's body), written to `out`; returns the bytes
+    /// written: 4 per 3 input bytes (rounded up) plus one newline per line.
+    static func encodeLines(_ bytes: [UInt8], into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        standardAlphabet.withUnsafeBufferPointer { alphabet in
+            bytes.withUnsafeBufferPointer { input in
+                var at = 0
+                var column = 0
+                func put(_ byte: UInt8) {
+                    out[at] = byte
+                    at += 1
+                    column += 1
+                    if column == 64 {
+                        out[at] = 0x0A
+                        at += 1
+                        column = 0
+                    }
+                }
+                var index = 0
+                while index + 3 <= input.count {
+                    let n = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+                    put(alphabet[Int(n >> 18 & 63)])
+                    put(alphabet[Int(n >> 12 & 63)])
+                    put(alphabet[Int(n >> 6 & 63)])
+                    put(alphabet[Int(n & 63)])
+                    index += 3
+                }
+                let rest = input.count - index
+                if rest == 1 {
+                    let n = UInt32(input[index]) << 16
+                    put(alphabet[Int(n >> 18 & 63)])
+                    put(alphabet[Int(n >> 12 & 63)])
+                    put(0x3D)
+                    put(0x3D)
+                } else if rest == 2 {
+                    let n = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8
+                    put(alphabet[Int(n >> 18 & 63)])
+                    put(alphabet[Int(n >> 12 & 63)])
+                    put(alphabet[Int(n >> 6 & 63)])
+                    put(0x3D)
+                }
+                if column != 0 {
+                    out[at] = 0x0A
+                    at += 1
+                }
+                return at
+            }
+        }
+    }
+
     /// Unpadded, strict decoding over `alphabet`.
     static func decode(_ text: [UInt8], alphabet: [UInt8]) -> [UInt8]? {
         var table = [Int8](repeating: -1, count: 256)

@@ -145,6 +145,10 @@ package final class PublicKey: @unchecked Sendable, Equatable, Hashable, CustomS
     let pkey: OpaquePointer
     package let spkiDER: [UInt8]
     package let algorithm: KeyAlgorithm
+    /// `pkey` is a legacy EC key that OpenSSL encodes to exactly `spkiDER`
+    /// (`init?(canonicalSPKI:)`): `X509_set_pubkey` takes it without OpenSSL 3's
+    /// encoder/decoder round trip (CertificateIssuer.setPublicKey).
+    let isLegacyCanonicalEC: Bool
 
     package convenience init(pem: String) throws {
         let bytes = utf8Bytes(pem)
@@ -175,12 +179,51 @@ package final class PublicKey: @unchecked Sendable, Equatable, Hashable, CustomS
         self.pkey = pkey
         self.spkiDER = der
         self.algorithm = KeyAlgorithm.of(pkey)
+        self.isLegacyCanonicalEC = false
     }
 
     /// A new wrapper sharing (up-ref'ing) an EVP_PKEY owned elsewhere.
     convenience init(borrowing pkey: OpaquePointer) throws {
         guard EVP_PKEY_up_ref(pkey) == 1 else { throw CryptoError.openSSL("bad_key", "cannot reference key") }
         try self.init(owning: pkey)
+    }
+
+    /// A wrapper sharing (up-ref'ing) `pkey`, decoded by OpenSSL from
+    /// `spkiDER`, when those bytes are a canonical P-256 or P-384 key (named
+    /// curve, uncompressed point: `CanonicalSPKI`). Such bytes are exactly
+    /// what `i2d_PUBKEY` would encode again from `pkey` (tested against it and
+    /// against `openssl pkey -pubin -outform DER`), so the fingerprint is the
+    /// same, without OpenSSL 3's encoder lookup. Any other key: nil (use
+    /// `init(borrowing:)`, which re-encodes).
+    convenience init?(borrowing pkey: OpaquePointer, canonicalSPKI spkiDER: [UInt8]) {
+        guard let algorithm = CanonicalSPKI.algorithm(of: spkiDER), EVP_PKEY_up_ref(pkey) == 1 else { return nil }
+        self.init(adopting: pkey, spkiDER: spkiDER, algorithm: algorithm, legacy: false)
+    }
+
+    /// A key made directly from canonical P-256/P-384 SPKI bytes (a legacy EC
+    /// key on the shared curve group, its point checked to be on the curve),
+    /// kept only if OpenSSL encodes it back to exactly `spkiDER`. nil for any
+    /// other bytes. No OSSL_DECODER or OSSL_ENCODER involved.
+    convenience init?(canonicalSPKI spkiDER: [UInt8]) {
+        guard let algorithm = CanonicalSPKI.algorithm(of: spkiDER), let point = CanonicalSPKI.point(of: spkiDER, algorithm),
+            let group = algorithm == .p256 ? CurveGroup.p256 : CurveGroup.p384
+        else { return nil }
+        guard let pkey = point.withUnsafeBufferPointer({ lanyard_legacy_ec_public_key_on(group, $0.baseAddress, $0.count) }) else {
+            CryptoError.clearOpenSSLErrors()
+            return nil
+        }
+        guard encodeDER({ i2d_PUBKEY(pkey, $0) }) == spkiDER else {
+            EVP_PKEY_free(pkey)
+            return nil
+        }
+        self.init(adopting: pkey, spkiDER: spkiDER, algorithm: algorithm, legacy: true)
+    }
+
+    private init(adopting pkey: OpaquePointer, spkiDER: [UInt8], algorithm: KeyAlgorithm, legacy: Bool) {
+        self.pkey = pkey
+        self.spkiDER = spkiDER
+        self.algorithm = algorithm
+        self.isLegacyCanonicalEC = legacy
     }
 
     deinit { EVP_PKEY_free(pkey) }
@@ -197,16 +240,59 @@ package final class PublicKey: @unchecked Sendable, Equatable, Hashable, CustomS
     package func hash(into hasher: inout Hasher) { hasher.combine(spkiDER) }
 }
 
+/// SubjectPublicKeyInfo DER of the keys a device normally sends, in the one
+/// encoding DER allows for them: id-ecPublicKey with the named curve
+/// (P-256 or P-384) and the uncompressed point. For these bytes the SPKI in a
+/// CSR is the SPKI OpenSSL would encode from the key, byte for byte; anything
+/// else (compressed points, explicit curve parameters, RSA, Ed25519) is not
+/// recognised here and goes through OpenSSL's encoder as before.
+enum CanonicalSPKI {
+    /// SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) 0x04 … }
+    static let p256Prefix: [UInt8] = [0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+                                      0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04]
+    /// SEQUENCE { SEQUENCE { id-ecPublicKey, secp384r1 }, BIT STRING (0 unused bits) 0x04 … }
+    static let p384Prefix: [UInt8] = [0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+                                      0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00, 0x04]
+
+    static func algorithm(of der: [UInt8]) -> KeyAlgorithm? {
+        if der.count == p256Prefix.count + 64, der.starts(with: p256Prefix) { return .p256 }
+        if der.count == p384Prefix.count + 96, der.starts(with: p384Prefix) { return .p384 }
+        return nil
+    }
+
+    /// The encoded (uncompressed) point of a canonical key: 0x04 || X || Y.
+    static func point(of der: [UInt8], _ algorithm: KeyAlgorithm) -> ArraySlice<UInt8>? {
+        switch algorithm {
+        case .p256 where der.count == p256Prefix.count + 64: return der[(p256Prefix.count - 1)...]
+        case .p384 where der.count == p384Prefix.count + 96: return der[(p384Prefix.count - 1)...]
+        default: return nil
+        }
+    }
+}
+
+/// PEM armour, for tests of the encoder.
+package enum PEMArmour {
+    package static func encode(_ der: [UInt8], label: String) -> String { pemEncode(der, label: label) }
+}
+
 /// PEM armour for DER bytes (64-column base64).
 func pemEncode(_ der: [UInt8], label: String) -> String {
-    let body = Base64.encode(der)
-    var out = "-----BEGIN \(label)-----\n"
-    var index = body.startIndex
-    while index < body.endIndex {
-        let next = body.index(index, offsetBy: 64, limitedBy: body.endIndex) ?? body.endIndex
-        out += body[index..<next] + "\n"
-        index = next
+    let begin = Array("-----BEGIN \(label)-----\n".utf8)
+    let end = Array("-----END \(label)-----\n".utf8)
+    let bodyLength = (der.count + 2) / 3 * 4
+    let lines = (bodyLength + 63) / 64
+    let total = begin.count + bodyLength + lines + end.count
+    return String(unsafeUninitializedCapacity: total) { buffer in
+        var at = 0
+        for byte in begin {
+            buffer[at] = byte
+            at += 1
+        }
+        at += Base64.encodeLines(der, into: UnsafeMutableBufferPointer(rebasing: buffer[at...]))
+        for byte in end {
+            buffer[at] = byte
+            at += 1
+        }
+        return at
     }
-    out += "-----END \(label)-----\n"
-    return out
 }
