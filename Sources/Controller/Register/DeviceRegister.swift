@@ -275,7 +275,7 @@ package struct DeviceRegister: Sendable {
     }
 
     /// - Parameter latestCertificate: serial, not_after, issuer, not_before, issued_at of the current certificate.
-    private func makeView(_ row: SQLRow, owners: [String: String], latestCertificate cert: SQLRow?) -> DeviceView {
+    func makeView(_ row: SQLRow, owners: [String: String], latestCertificate cert: SQLRow?) -> DeviceView {
         let className = row[1].text ?? ""
         let required = policies.current(className)?.policy.requiredOwners ?? OwnerRole.allCases
         var view = DeviceView(id: row[0].text ?? "", deviceClass: className, state: row[2].text ?? "", owners: owners,
