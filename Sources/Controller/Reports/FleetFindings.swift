@@ -45,8 +45,12 @@ package struct FleetFindings: Sendable {
 
     package func findings() throws -> [FindingView] {
         let now = Int64(clock().timeIntervalSince1970)
-        let devices = try register.list()
-        let byID = Dictionary(uniqueKeysWithValues: devices.map { ($0.id, $0) })
+        // The register is walked a page at a time (docs/benchmarks.md §10.6): only
+        // what the certificate checks below need is kept per device, and the
+        // view of a device those checks flag is read again when it is flagged.
+        struct Kept { var state: String, deviceClass: String, serial: String? }
+        var kept: [String: Kept] = [:]
+        var flagged: [String: DeviceView] = [:]
         var out: [FindingView] = []
         func add(_ kind: String, _ severity: String, _ device: DeviceView?, role: String, _ control: String, _ detail: String) {
             let name = device?.owners[role]
@@ -54,7 +58,8 @@ package struct FleetFindings: Sendable {
                                    references: FleetFindings.references(control), detail: detail))
         }
         let vendors = Dictionary(uniqueKeysWithValues: try VendorRegister(store: store, clock: clock).list().map { ($0.name, $0) })
-        for d in devices {
+        try register.forEachPage { page in for d in page {
+            kept[d.id] = Kept(state: d.state, deviceClass: d.deviceClass, serial: d.serial)
             guard let state = DeviceState(rawValue: d.state) else { continue }
             let policy = register.policies.current(d.deviceClass)?.policy
             let live = state == .active || state == .suspended
@@ -81,56 +86,63 @@ package struct FleetFindings: Sendable {
                 add("vendor_without_clauses", "medium", d, role: "procurement", "supplier_clauses",
                     "vendor \(vendor) lacks identity clauses (issuance \(v.clauseIssuance), rotation \(v.clauseRotation), revocation \(v.clauseRevocation))")
             }
-        }
+        } }
         try store.withConnection { db in
+            /// The view of a device a check flags (nil if it is not in the register), read once.
+            func device(_ id: String?) throws -> DeviceView? {
+                guard let id, kept[id] != nil else { return nil }
+                if let v = flagged[id] { return v }
+                let v = try register.view(db, id: id, withCertificates: false)
+                flagged[id] = v
+                return v
+            }
             for row in try db.query("""
                 SELECT key_fingerprint, group_concat(DISTINCT device_id) FROM certificates GROUP BY key_fingerprint HAVING count(DISTINCT device_id) > 1
                 """) {
                 let ids = (row[1].text ?? "").split(separator: ",").map(String.init).sorted()
-                for id in ids { add("shared_key", "critical", byID[id], role: "secarch", "unique_identity", "the same public key is bound to \(ids.joined(separator: ", "))") }
+                for id in ids { add("shared_key", "critical", try device(id), role: "secarch", "unique_identity", "the same public key is bound to \(ids.joined(separator: ", "))") }
             }
             for row in try db.query("""
                 SELECT device_id, count(*) FROM certificates GROUP BY device_id, key_fingerprint HAVING count(*) > 1
                 """) {
-                guard let id = row[0].text, let d = byID[id], register.policies.current(d.deviceClass)?.policy.rotateKeys == true else { continue }
-                add("key_reused_across_rotations", "high", d, role: "ops", "no_shared_credentials",
-                    "\(row[1].int ?? 0) certificates for one key although class \(d.deviceClass) rotates keys")
+                guard let id = row[0].text, let k = kept[id], register.policies.current(k.deviceClass)?.policy.rotateKeys == true else { continue }
+                add("key_reused_across_rotations", "high", try device(id), role: "ops", "no_shared_credentials",
+                    "\(row[1].int ?? 0) certificates for one key although class \(k.deviceClass) rotates keys")
             }
             let currentIssuer = currentIssuerName()
-            for row in try db.query("""
+            try db.forEachRow("""
                 SELECT device_id, serial, issuer, not_after - issued_at FROM certificates WHERE revoked_at IS NULL AND not_after > ?
-                """, [.int(now)]) {
-                guard let id = row[0].text, let d = byID[id] else { continue }
+                """, [.int(now)]) { row in
+                guard let id = row[0].text, let d = kept[id] else { return }
                 // The device's current certificate only: an older one it no longer uses is superseded, not in service.
                 if let issuer = row[2].text, !issuer.isEmpty, issuer != currentIssuer, row[1].text == d.serial {
-                    add("issuer_ca_retired", "high", d, role: "identity", "rotation_on_lifecycle_events",
+                    add("issuer_ca_retired", "high", try device(id), role: "identity", "rotation_on_lifecycle_events",
                         "certificate \(row[1].text ?? "") was issued by \(issuer), not the current issuing CA")
                 }
                 if d.state == DeviceState.retired.rawValue || d.state == DeviceState.revoked.rawValue {
-                    add("retired_with_valid_cert", "critical", d, role: "secarch", "retirement_checks",
+                    add("retired_with_valid_cert", "critical", try device(id), role: "secarch", "retirement_checks",
                         "\(d.state) device still holds valid certificate \(row[1].text ?? "")")
                 }
                 if let max = register.policies.current(d.deviceClass)?.policy.maxTTL.seconds, (row[3].int ?? 0) > max {
-                    add("ttl_above_max", "medium", d, role: "identity", "ttl_enforced",
+                    add("ttl_above_max", "medium", try device(id), role: "identity", "ttl_enforced",
                         "certificate \(row[1].text ?? "") lives \(row[3].int ?? 0) s, above the class maximum of \(max) s (under an exception)")
                 }
             }
             for row in try db.query("""
                 SELECT id, revoked_at, revocation_published_at, class FROM devices WHERE revoked_at IS NOT NULL
                 """) {
-                guard let id = row[0].text, let d = byID[id], let revokedAt = row[1].int,
+                guard let id = row[0].text, kept[id] != nil, let revokedAt = row[1].int,
                       let sla = register.policies.current(row[3].text ?? "")?.policy.revocationSLA.seconds else { continue }
                 let published = row[2].int
                 let elapsed = (published ?? now) - revokedAt
                 if elapsed > sla {
-                    add("revocation_sla_missed", "high", d, role: "secarch", "revocation_within_sla",
+                    add("revocation_sla_missed", "high", try device(id), role: "secarch", "revocation_within_sla",
                         published == nil ? "revoked \(elapsed) s ago and still in no published CRL (SLA \(sla) s)"
                                          : "took \(elapsed) s to reach the CRL (SLA \(sla) s)")
                 }
             }
             for row in try db.query("SELECT id, device_id, selector, expires_at FROM exceptions WHERE status = 'approved' AND expires_at <= ?", [.int(now)]) {
-                let d = row[1].text.flatMap { byID[$0] }
-                add("exception_expired", "medium", d, role: "business", "exceptions_approved_and_expiring",
+                add("exception_expired", "medium", try device(row[1].text), role: "business", "exceptions_approved_and_expiring",
                     "exception \(row[0].int ?? 0) (\(row[1].text ?? row[2].text ?? "")) expired at \(row[3].int ?? 0); the control applies again")
             }
         }
