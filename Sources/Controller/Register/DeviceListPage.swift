@@ -29,18 +29,26 @@ extension DeviceRegister {
         let rows = try db.query(DeviceRegister.deviceColumns + filter + " ORDER BY id LIMIT ?", arguments + [.int(Int64(limit) + 1)])
         let pageRows = rows.prefix(limit)
         guard !pageRows.isEmpty else { return DeviceListResult(devices: []) }
-        let ids: [SQLValue] = pageRows.map { .text($0[0].text ?? "") }
-        let placeholders = Array(repeating: "?", count: ids.count).joined(separator: ",")
+        // The page's owners and certificates: unfiltered, the id range of the page holds exactly its
+        // devices (one range scan of each index); filtered, it may hold many others, so the ids are named.
+        let selection: String, ids: [SQLValue]
+        if state == nil && deviceClass == nil && site == nil {
+            selection = "device_id BETWEEN ? AND ?"
+            ids = [.text(pageRows.first?[0].text ?? ""), .text(pageRows.last?[0].text ?? "")]
+        } else {
+            ids = pageRows.map { .text($0[0].text ?? "") }
+            selection = "device_id IN (" + Array(repeating: "?", count: ids.count).joined(separator: ",") + ")"
+        }
         var owners: [String: [String: String]] = [:]
-        for o in try db.query("SELECT device_id, role, owner FROM owners WHERE device_id IN (\(placeholders))", ids) {
+        try db.forEachRow("SELECT device_id, role, owner FROM owners WHERE \(selection)", ids) { o in
             owners[o[0].text ?? "", default: [:]][o[1].text ?? ""] = o[2].text ?? ""
         }
         // Ordered by issue time within a device, so the last row per device is its current certificate.
         var latest: [String: SQLRow] = [:]
-        for c in try db.query("""
+        try db.forEachRow("""
             SELECT device_id, serial, not_after, issuer, not_before, issued_at FROM certificates
-            WHERE device_id IN (\(placeholders)) ORDER BY device_id, issued_at, rowid
-            """, ids) {
+            WHERE \(selection) ORDER BY device_id, issued_at, rowid
+            """, ids) { c in
             latest[c[0].text ?? ""] = c
         }
         let devices = pageRows.map { row in

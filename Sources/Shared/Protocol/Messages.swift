@@ -148,9 +148,39 @@ package struct DeviceStateReport: Codable, Sendable, Equatable {
     }
 }
 
+/// An answer that can hold one entry per device (100,000 of them): encoded a
+/// slice of entries at a time, because JSONEncoder builds its whole value tree
+/// before writing a byte (the tree of 100,000 findings cost more memory than
+/// the findings themselves). The bytes are the same JSON as the type's
+/// Encodable conformance, which everything else (lanyardctl --json) uses.
+package protocol LargeWireAnswer: Encodable {
+    func wireEncoded() -> [UInt8]
+}
+
+extension WireCodec {
+    /// `[a,b,...]` encoded `slice` elements at a time, appended to `out`.
+    package static func appendArray<E: Encodable>(_ elements: [E], to out: inout [UInt8], slice: Int = 1000) {
+        out.append(UInt8(ascii: "["))
+        var start = 0
+        while start < elements.count {
+            let end = min(start + slice, elements.count)
+            let bytes = encodeWhole(Array(elements[start..<end]))  // "[...]"
+            if start > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: bytes.dropFirst().dropLast())
+            start = end
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+}
+
 /// JSON in and out of the wire, with the size limit applied before parsing.
 package enum WireCodec {
     package static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        if let large = value as? any LargeWireAnswer { return large.wireEncoded() }
+        return encodeWhole(value)
+    }
+
+    static func encodeWhole<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding our own plain structs cannot fail.
