@@ -49,6 +49,7 @@ final class DeviceListPrinter {
     private var started = false
     private var count = 0
     private let encoder: JSONEncoder
+    static let jsonHead = "{\n  \"devices\" : [\n"
     static let header = ["DEVICE", "CLASS", "STATE", "AGENT", "SITE", "ZONE", "SERIAL", "NOT AFTER", "MISSING OWNERS"]
 
     init(json: Bool) {
@@ -60,11 +61,21 @@ final class DeviceListPrinter {
     func write(_ devices: [DeviceView]) {
         var out = ""
         if json {
-            if !started { out += "{\n  \"devices\" : [\n" }
-            for d in devices {
-                let text = String(decoding: (try? encoder.encode(d)) ?? Data("{}".utf8), as: UTF8.self)
-                out += (count > 0 ? ",\n" : "") + text.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
-                count += 1
+            if !started { out += DeviceListPrinter.jsonHead }
+            // The page encoded as the one-page document, its devices cut out: already indented as in the whole document.
+            let head = Array(DeviceListPrinter.jsonHead.utf8), tail = Array("\n  ]\n}".utf8)
+            if !devices.isEmpty, let page = try? encoder.encode(DeviceListResult(devices: devices)) {
+                let bytes = Array(page)
+                if bytes.starts(with: head) && bytes.reversed().starts(with: tail.reversed()) && bytes.count >= head.count + tail.count {
+                    out += (count > 0 ? ",\n" : "") + String(decoding: bytes[head.count..<(bytes.count - tail.count)], as: UTF8.self)
+                } else {
+                    // Another layout (a Foundation change): each device indented by hand, slower but the same document.
+                    for (i, d) in devices.enumerated() {
+                        let text = String(decoding: (try? encoder.encode(d)) ?? Data("{}".utf8), as: UTF8.self)
+                        out += (count + i > 0 ? ",\n" : "") + text.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
+                    }
+                }
+                count += devices.count
             }
         } else {
             let rows = devices.map {
@@ -97,7 +108,7 @@ final class DeviceListPrinter {
     }
 
     func finish() {
-        if json { emit((started ? (count > 0 ? "\n" : "") : "{\n  \"devices\" : [\n") + "  ]\n}\n") }
+        if json { emit((started ? (count > 0 ? "\n" : "") : DeviceListPrinter.jsonHead) + "  ]\n}\n") }
         else if !started { write([]) }
     }
 

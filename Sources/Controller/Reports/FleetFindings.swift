@@ -47,12 +47,12 @@ package struct FleetFindings: Sendable {
         let now = Int64(clock().timeIntervalSince1970)
         // The register is walked a page at a time (docs/benchmarks.md §10.6): only
         // what the certificate checks below need is kept per device, and the
-        // view of a device those checks flag is read again when it is flagged.
+        // owners of a device those checks flag are read when it is flagged
+        // (at 100,000 devices, every one of them may be).
         struct Kept { var state: String, deviceClass: String, serial: String? }
         var kept: [String: Kept] = [:]
-        var flagged: [String: DeviceView] = [:]
         var out: [FindingView] = []
-        func add(_ kind: String, _ severity: String, _ device: DeviceView?, role: String, _ control: String, _ detail: String) {
+        func add(_ kind: String, _ severity: String, _ device: FlaggedDevice?, role: String, _ control: String, _ detail: String) {
             let name = device?.owners[role]
             out.append(FindingView(kind: kind, severity: severity, device: device?.id, owner: "\(role):\(name ?? "(unassigned)")", control: control,
                                    references: FleetFindings.references(control), detail: detail))
@@ -65,36 +65,35 @@ package struct FleetFindings: Sendable {
             let live = state == .active || state == .suspended
             if live, let notAfter = d.notAfter {
                 if notAfter <= now {
-                    add("expired", "critical", d, role: "ops", "ttl_enforced", "certificate \(d.serial ?? "") expired at \(notAfter)")
+                    add("expired", "critical", FlaggedDevice(d), role: "ops", "ttl_enforced", "certificate \(d.serial ?? "") expired at \(notAfter)")
                 } else if let sla = policy?.renewalSLA.seconds, notAfter - now < sla {
-                    add("expiring_without_renewal", "high", d, role: "ops", "ttl_enforced",
+                    add("expiring_without_renewal", "high", FlaggedDevice(d), role: "ops", "ttl_enforced",
                         "certificate \(d.serial ?? "") expires in \(notAfter - now) s, inside the renewal SLA of \(sla) s, and was not renewed")
                 }
             }
             if live, let tolerance = policy?.offlineTolerance.seconds {
                 let seen = d.lastSeen ?? d.createdAt
-                if now - seen > tolerance { add("unseen", "medium", d, role: "ops", "inventory", "not seen for \(now - seen) s (tolerance \(tolerance) s)") }
+                if now - seen > tolerance { add("unseen", "medium", FlaggedDevice(d), role: "ops", "inventory", "not seen for \(now - seen) s (tolerance \(tolerance) s)") }
             }
             if state != .revoked && state != .retired && !d.missingOwners.isEmpty {
-                add("owner_missing", state == .registered ? "medium" : "high", d, role: "ops", "ownership_before_production",
+                add("owner_missing", state == .registered ? "medium" : "high", FlaggedDevice(d), role: "ops", "ownership_before_production",
                     "no owner for: \(d.missingOwners.joined(separator: ", "))")
             }
             if live, let why = d.rotationRequired {
-                add("rotation_pending", "medium", d, role: "ops", "rotation_on_lifecycle_events", "a new key is required after \(why)")
+                add("rotation_pending", "medium", FlaggedDevice(d), role: "ops", "rotation_on_lifecycle_events", "a new key is required after \(why)")
             }
             if live, let vendor = d.attributes?.vendor, let v = vendors[vendor], !v.hasIdentityClauses {
-                add("vendor_without_clauses", "medium", d, role: "procurement", "supplier_clauses",
+                add("vendor_without_clauses", "medium", FlaggedDevice(d), role: "procurement", "supplier_clauses",
                     "vendor \(vendor) lacks identity clauses (issuance \(v.clauseIssuance), rotation \(v.clauseRotation), revocation \(v.clauseRevocation))")
             }
         } }
         try store.withConnection { db in
-            /// The view of a device a check flags (nil if it is not in the register), read once.
-            func device(_ id: String?) throws -> DeviceView? {
+            /// A device a check flags, with its owners (nil if it is not in the register).
+            func device(_ id: String?) throws -> FlaggedDevice? {
                 guard let id, kept[id] != nil else { return nil }
-                if let v = flagged[id] { return v }
-                let v = try register.view(db, id: id, withCertificates: false)
-                flagged[id] = v
-                return v
+                var owners: [String: String] = [:]
+                for o in try db.query("SELECT role, owner FROM owners WHERE device_id = ?", [.text(id)]) { owners[o[0].text ?? ""] = o[1].text ?? "" }
+                return FlaggedDevice(id: id, owners: owners)
             }
             for row in try db.query("""
                 SELECT key_fingerprint, group_concat(DISTINCT device_id) FROM certificates GROUP BY key_fingerprint HAVING count(DISTINCT device_id) > 1
@@ -154,7 +153,7 @@ package struct FleetFindings: Sendable {
     /// An expired CRL makes the broker refuse every device of that CA; one
     /// past half of its refresh margin means the automatic refresh is failing.
     private func crlFreshness(_ crl: CRLPublisher, now: Int64,
-                              _ add: (String, String, DeviceView?, String, String, String) -> Void) {
+                              _ add: (String, String, FlaggedDevice?, String, String, String) -> Void) {
         let margin = Int64(crl.refreshBefore.timeInterval)
         for file in crl.files() {
             guard let next = file.nextUpdate.map({ Int64($0.timeIntervalSince1970) }) else {
@@ -170,4 +169,15 @@ package struct FleetFindings: Sendable {
             }
         }
     }
+}
+
+/// What a finding names of its device: the id, and the owners (the one to act is looked up by role).
+struct FlaggedDevice {
+    var id: String
+    var owners: [String: String]
+    init(id: String, owners: [String: String]) {
+        self.id = id
+        self.owners = owners
+    }
+    init(_ view: DeviceView) { self.init(id: view.id, owners: view.owners) }
 }
