@@ -147,7 +147,8 @@ package struct FleetFindings: Sendable {
         }
         if let crl { crlFreshness(crl, now: now, add) }
         let order = ["critical": 0, "high": 1, "medium": 2, "low": 3]
-        return out.sorted { (order[$0.severity] ?? 9, $0.device ?? "", $0.kind) < (order[$1.severity] ?? 9, $1.device ?? "", $1.kind) }
+        out.sort { (order[$0.severity] ?? 9, $0.device ?? "", $0.kind) < (order[$1.severity] ?? 9, $1.device ?? "", $1.kind) }
+        return out
     }
 
     /// An expired CRL makes the broker refuse every device of that CA; one

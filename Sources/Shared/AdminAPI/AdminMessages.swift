@@ -76,7 +76,7 @@ package struct AdminResponse: Codable, Sendable {
 
     package init(result: any Encodable) {
         ok = true
-        self.result = Data(WireCodec.encode(result))
+        self.result = WireCodec.encodeData(result)
     }
 
     package init(error: WireError) {

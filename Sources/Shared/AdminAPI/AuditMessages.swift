@@ -41,8 +41,8 @@ package struct AuditExport: Codable, Sendable {
 
 extension AuditExport: LargeWireAnswer {
     /// `{"entries":[...]}`, a slice of entries at a time (a 100,000-device register has more audit entries than devices).
-    package func wireEncoded() -> [UInt8] {
-        var out = Array(#"{"entries":"#.utf8)
+    package func wireEncoded() -> Data {
+        var out = Data(#"{"entries":"#.utf8)
         WireCodec.appendArray(entries, to: &out)
         out.append(UInt8(ascii: "}"))
         return out

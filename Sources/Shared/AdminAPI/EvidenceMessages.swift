@@ -61,10 +61,10 @@ package struct FindingsResult: Codable, Sendable {
 
 extension FindingsResult: LargeWireAnswer {
     /// `{"findings":[...],"generatedAt":N}`, as the sorted-keys encoder writes it, a slice of findings at a time.
-    package func wireEncoded() -> [UInt8] {
-        var out = Array(#"{"findings":"#.utf8)
+    package func wireEncoded() -> Data {
+        var out = Data(#"{"findings":"#.utf8)
         WireCodec.appendArray(findings, to: &out)
-        out.append(contentsOf: #","generatedAt":\#(generatedAt)}"#.utf8)
+        out.append(contentsOf: Array(#","generatedAt":\#(generatedAt)}"#.utf8))
         return out
     }
 }
