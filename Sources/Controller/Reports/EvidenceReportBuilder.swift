@@ -18,8 +18,8 @@ package struct EvidenceReportBuilder: Sendable {
 
     package func build() throws -> EvidenceReport {
         let now = Int64(findings.clock().timeIntervalSince1970)
-        let all = try findings.findings()
         // Counts, not the devices themselves: the findings name the failing ones.
+        // These first, so what they read is released before the findings are made.
         let (verification, exceptionCounts, timesToRevoke, rotationNote, counts) = try findings.store.withConnection { db in
             (try AuditChain.verify(db),
              try db.query("SELECT status, count(*) FROM exceptions GROUP BY status").map { "\($0[0].text ?? "") \($0[1].int ?? 0)" },
@@ -31,6 +31,7 @@ package struct EvidenceReportBuilder: Sendable {
                 """).first.map { row in (0..<4).map { Int(row[$0].int ?? 0) } } ?? [0, 0, 0, 0])
         }
         let (deviceCount, liveCount, retiredOrRevoked, everRevoked) = (counts[0], counts[1], counts[2], counts[3])
+        let all = try findings.findings()
         var controls: [ControlEvidence] = []
         for control in FleetFindings.controls {
             let failing = all.filter { $0.control == control.name }
