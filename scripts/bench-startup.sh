@@ -98,7 +98,7 @@ hwm=$(python3 -c "print(max($list_hwm, $table_hwm, $findings_hwm, $export_hwm, $
 mkdir -p "$root/bench/results"
 python3 - "$root/bench/results/startup.json" <<PY
 import json, sys
-json.dump({"machine": "$machine", "command": "BENCH_REGISTER=$count scripts/bench-startup.sh", "devices": $count,
+json.dump({"machine": "$machine", "command": "${BENCH_BIN_DIR:+BENCH_BIN_DIR=$BENCH_BIN_DIR }BENCH_REGISTER=$count scripts/bench-startup.sh", "devices": $count,
            "register_mb": $db_mb, "startup_seconds": $startup, "startup_cpu_seconds": $cpu_start,
            "rss_after_startup_kib": $rss_start, "device_list_seconds": $list_s, "devices_listed": $listed,
            "rss_after_list_kib": $rss_after, "vmhwm_kib": $hwm,
