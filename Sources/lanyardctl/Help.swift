@@ -70,7 +70,14 @@ let commandHelp: [String: String] = [
         Register a device (role ops). Owner roles: identity, secarch, ops, procurement, business.
         """,
     "device approve": "usage: lanyardctl device approve ID [--token-ttl DURATION]\nApprove a registered device and print its one-time enrollment token (role ops).",
-    "device list": "usage: lanyardctl device list [--state STATE] [--class CLASS] [--site SITE]\nEvery device with state, serial and expiry (any role).",
+    "device list": """
+        usage: lanyardctl device list [--state STATE] [--class CLASS] [--site SITE] [--page-size N] [--no-progress]
+        Every device with state, serial and expiry (any role). The controller answers in pages (device.list with a cursor);
+        lanyardctl asks for every page and prints each as it arrives, so the whole register is listed whatever its size.
+        --page-size: devices per request, 1 to 5000 (default: the controller's, 1000). A listing of more than one page
+        shows its progress on stderr when stderr is a terminal (--no-progress: never). A page that fails ends the
+        listing with the error on stderr and exit 1 or 69, after the devices already printed.
+        """,
     "device show": "usage: lanyardctl device show ID\nOne device with its inventory fields and certificates (any role).",
     "device update": """
         usage: lanyardctl device update ID [--vendor V] [--model M] [--hw-serial S] [--firmware F] [--site S] [--zone it|ot]

@@ -18,8 +18,8 @@ do {
         "revocation-sla", "offline-tolerance", "reenroll-after-expiry", "reenroll-window", "reapprove-after-revocation", "exception-max",
         "support-end", "vendor-managed", "clauses", "device", "selector", "control", "justification", "compensating", "expires", "role", "format", "due", "review", "decision", "note", "severity",
         "ref", "trigger", "max-per-minute", "canary", "abort-failure-pct", "abort-min-executed", "timeout", "retries", "window",
-        "bundle-timeout", "device-timeout", "abort-failure-type", "ramp-base", "ramp-factor", "ramp-every",
-    ], flagOptions: ["json", "help", "dry-run", "watch", "no-wait"])
+        "bundle-timeout", "device-timeout", "abort-failure-type", "ramp-base", "ramp-factor", "ramp-every", "page-size",
+    ], flagOptions: ["json", "help", "dry-run", "watch", "no-wait", "no-progress"])
 } catch { fail("\(error)\n\(globalUsage)", exitUsage) }
 
 let words = args.positional
@@ -138,15 +138,7 @@ do {
             note("approved \(r.id); one-time enrollment token valid until \(time(r.expiresAt))")
         }
     case ("device", "list"):
-        var r = try client.call(.deviceList, Empty(), as: DeviceListResult.self)
-        if let s = args.value("state") { r.devices = r.devices.filter { $0.state == s } }
-        if let c = args.value("class") { r.devices = r.devices.filter { $0.deviceClass == c } }
-        if let s = args.value("site") { r.devices = r.devices.filter { $0.attributes?.site == s } }
-        if json { printJSON(r) } else {
-            table(["DEVICE", "CLASS", "STATE", "AGENT", "SITE", "ZONE", "SERIAL", "NOT AFTER", "MISSING OWNERS"],
-                  r.devices.map { [$0.id, $0.deviceClass, $0.state, $0.reportedState ?? "-", $0.attributes?.site ?? "-", $0.attributes?.zone ?? "-",
-                                   $0.serial ?? "-", time($0.notAfter), $0.missingOwners.isEmpty ? "-" : $0.missingOwners.joined(separator: ",")] })
-        }
+        try listDevices()
     case ("device", "show"):
         let d = try client.call(.deviceShow, DeviceRef(id: argument(2, "device id")), as: DeviceView.self)
         if json { printJSON(d) } else { showDevice(d) }

@@ -181,6 +181,91 @@ struct AdminAPITests {
         passed = true
     }
 
+    @Test("lanyardctl device list walks the controller's pages over the socket and HTTPS: every device once, as one table or one JSON document; bad page inputs are refused with stable codes")
+    func deviceListPages() throws {
+        let fleet = try Fleet(ttl: "1h", apiPort: FreePort.allocate())
+        var passed = false
+        defer { fleet.shutdown(keep: !passed) }
+        let server = "https://127.0.0.1:\(try #require(fleet.apiPort))"
+
+        // 01 — 23 devices from a CMDB file, added out of id order; those whose number is a multiple of 3 at plant-b.
+        let ids = (0..<23).map { String(format: "pg-%02d", ($0 * 5) % 23) }
+        func plantB(_ id: String) -> Bool { Int(id.dropFirst(3))! % 3 == 0 }
+        let csv = "\(fleet.directory)/fleet.csv"
+        try ("id,class,site,owner_ops\n" + ids.map { "\($0),default,\(plantB($0) ? "plant-b" : "plant-a"),ot-ops\n" }.joined())
+            .write(toFile: csv, atomically: true, encoding: .utf8)
+        let imported = try fleet.ctl(["register", "import", csv])
+        try #require(imported.succeeded, "\(imported.stderr)")
+        func listed(_ result: TestProcess.Result) throws -> [String] {
+            try #require(result.succeeded, "\(result.stdout) \(result.stderr)")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+            return (document["devices"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        }
+
+        // 02 — JSON over the socket in pages of 5 (5 requests): one document, every device once, in id order; the same as in one page.
+        let paged = try fleet.ctl(["--json", "device", "list", "--page-size", "5"])
+        #expect(try listed(paged) == ids.sorted())
+        #expect(try fleet.ctl(["--json", "device", "list"]).stdout == paged.stdout)
+        #expect(paged.stderr.isEmpty, "no progress on stderr when it is not a terminal: \(paged.stderr)")
+
+        // 03 — the table in pages of 4: one header, then each device once.
+        let table = try fleet.ctl(["device", "list", "--page-size", "4"])
+        try #require(table.succeeded, "\(table.stderr)")
+        let lines = table.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("DEVICE") == true && lines.filter { $0.hasPrefix("DEVICE") }.count == 1, "\(table.stdout)")
+        #expect(lines.dropFirst().map { String($0.prefix(5)) } == ids.sorted())
+
+        // 04 — filters go to the controller and hold across pages; no match is an empty document.
+        #expect(try listed(try fleet.ctl(["--json", "device", "list", "--site", "plant-b", "--page-size", "3"])) == ids.sorted().filter(plantB))
+        #expect(try listed(try fleet.ctl(["--json", "device", "list", "--state", "active", "--page-size", "3"])) == [])
+        let unknownState = try fleet.ctl(["device", "list", "--state", "lost"])
+        #expect(unknownState.exitCode == 1 && unknownState.stderr.contains("bad_request"), "\(unknownState.stderr)")
+
+        // 05 — over HTTPS as an auditor (read-only role), in pages of 7.
+        let root = try TestProcess.check("\(fleet.bin)/lanyard-controller", ["operator", "add", "--config", "\(fleet.controllerDirectory)/controller.conf",
+                                                                             "--name", "root", "--role", "admin"])
+        let rootToken = "\(fleet.directory)/root.token"
+        try AtomicFile.write(root.stdout.trimmed(), to: rootToken, mode: 0o600)
+        let made = try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "--token-file", rootToken,
+                                                                   "operator", "add", "pager", "--role", "auditor"])
+        try #require(made.succeeded, "\(made.stderr)")
+        let token = "\(fleet.directory)/pager.token"
+        try AtomicFile.write(made.stdout.trimmed(), to: token, mode: 0o600)
+        let overHTTPS = try TestProcess.run("\(fleet.bin)/lanyardctl", ["--server", server, "--cacert", fleet.bundle, "--token-file", token,
+                                                                        "--json", "device", "list", "--page-size", "7"])
+        #expect(try listed(overHTTPS) == ids.sorted())
+
+        // 06 — the raw API: a page and its cursor, then refusals with their codes and HTTP statuses.
+        let header = "\(fleet.directory)/auth.header"
+        try AtomicFile.write("Authorization: Bearer \(try String(contentsOfFile: token, encoding: .utf8).trimmed())", to: header, mode: 0o600)
+        func post(_ body: String) throws -> (status: String, json: [String: Any]) {
+            let out = "\(fleet.directory)/answer.json"
+            let r = try TestProcess.run("curl", ["-sS", "-o", out, "-w", "%{http_code}", "--cacert", fleet.bundle, "-H", "@\(header)",
+                                                 "-H", "Content-Type: application/json", "-d", body, "\(server)/v1/device.list"])
+            let answer = (try? Data(contentsOf: URL(fileURLWithPath: out))) ?? Data()
+            return (r.stdout, (try? JSONSerialization.jsonObject(with: answer) as? [String: Any]) ?? [:])
+        }
+        let first = try post(#"{"limit":10}"#)
+        #expect(first.status == "200")
+        #expect((first.json["devices"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == Array(ids.sorted().prefix(10)))
+        let cursor = try #require(first.json["nextCursor"] as? String)
+        let second = try post(#"{"limit":10,"cursor":"\#(cursor)"}"#)
+        #expect((second.json["devices"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == Array(ids.sorted()[10..<20]))
+        let third = try post(#"{"limit":10,"cursor":"\#(try #require(second.json["nextCursor"] as? String))"}"#)
+        #expect((third.json["devices"] as? [[String: Any]])?.count == 3 && third.json["nextCursor"] == nil, "\(third.json)")
+        for (body, status, code) in [(#"{"cursor":"not-a-cursor"}"#, "400", "invalid_cursor"), (#"{"cursor":"v1.%%%"}"#, "400", "invalid_cursor"),
+                                     (#"{"limit":0}"#, "400", "bad_request"), (#"{"limit":5001}"#, "400", "bad_request"),
+                                     (#"{"limit":"ten"}"#, "400", "bad_request")] {
+            let refused = try post(body)
+            #expect(refused.status == status && (refused.json["error"] as? [String: Any])?["code"] as? String == code, "\(body): \(refused)")
+        }
+
+        // 07 — a page size out of bounds is a usage error, caught before any call.
+        #expect(try fleet.ctl(["device", "list", "--page-size", "0"]).exitCode == 64)
+        #expect(try fleet.ctl(["device", "list", "--page-size", "5001"]).exitCode == 64)
+        passed = true
+    }
+
     @Test("every command has --help (exit 0); usage errors exit 64; an unreachable server exits 69")
     func helpAndExitCodes() throws {
         let bin = Fleet.binDirectory + "/lanyardctl"

@@ -86,7 +86,7 @@ package struct AdminDispatcher: Sendable {
         switch op {
         case .deviceAdd: return try register.add(params(DeviceAddParams.self), actor: who)
         case .deviceApprove: return try register.approve(params(DeviceApproveParams.self), defaultTTL: configuration.tokenTTL, actor: who)
-        case .deviceList: return DeviceListResult(devices: try register.list())
+        case .deviceList: return try register.page(params(DeviceListParams.self))
         case .deviceShow: return try register.show(params(DeviceRef.self).id)
         case .deviceRevoke: return try revocation.revoke(params(RevokeParams.self), actor: who)
         case .campaignCreate: return try campaignService().create(params(CampaignCreateParams.self), devices: register.list(), actor: who)

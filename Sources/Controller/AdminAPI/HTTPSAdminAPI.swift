@@ -65,7 +65,7 @@ package struct HTTPSAdminAPI: Sendable {
     /// Codes map to the HTTP status a generic client expects; the code itself stays authoritative.
     package static func status(for code: String) -> UInt32 {
         switch WireError.Code(rawValue: code) {
-        case .badRequest, .invalidRows: 400
+        case .badRequest, .invalidRows, .invalidCursor: 400
         case .unauthorized: 401
         case .forbidden, .separationOfDuties: 403
         case .notFound: 404

@@ -40,43 +40,48 @@ package enum AuditChain {
     }
 
     /// Recomputes every hash and link; reports the first entry that does not fit.
+    /// Reads the trail a row at a time (a 100,000-device register has more
+    /// entries than devices), keeping only the previous hash.
     package static func verify(_ db: SQLiteConnection) throws -> AuditVerification {
-        let all = try entries(db)
+        var count = 0
         var expectedSeq: Int64 = 1
         var prev = genesis
-        for e in all {
+        var first: (seq: Int64, problem: String)?
+        var last: (seq: Int64, hash: String)?
+        try db.forEachRow("SELECT seq, time, actor, action, target, outcome, detail, prev_hash, hash FROM audit ORDER BY seq") { row in
+            count += 1
+            let e = AuditEntry(seq: row[0].int ?? 0, time: row[1].int ?? 0, actor: row[2].text ?? "", action: row[3].text ?? "", target: row[4].text ?? "",
+                               outcome: row[5].text ?? "", detail: row[6].text ?? "", prevHash: row[7].text ?? "", hash: row[8].text ?? "")
+            last = (e.seq, e.hash)
+            guard first == nil else { return }  // the rest is only counted
             if e.seq != expectedSeq {
-                return AuditVerification(ok: false, entries: all.count, firstBadSeq: min(e.seq, expectedSeq),
-                                         problem: e.seq > expectedSeq ? "entry \(expectedSeq) is missing (deleted)" : "entry \(e.seq) is out of sequence (inserted)")
-            }
-            if e.prevHash != prev {
-                return AuditVerification(ok: false, entries: all.count, firstBadSeq: e.seq,
-                                         problem: "entry \(e.seq) does not follow entry \(e.seq - 1) (an entry was inserted, deleted or edited)")
-            }
-            let recomputed = hash(seq: e.seq, time: e.time, actor: e.actor, action: e.action, target: e.target, outcome: e.outcome,
-                                  detail: e.detail, prevHash: e.prevHash)
-            if recomputed != e.hash {
-                return AuditVerification(ok: false, entries: all.count, firstBadSeq: e.seq, problem: "entry \(e.seq) was edited (its hash does not match)")
+                first = (min(e.seq, expectedSeq), e.seq > expectedSeq ? "entry \(expectedSeq) is missing (deleted)" : "entry \(e.seq) is out of sequence (inserted)")
+            } else if e.prevHash != prev {
+                first = (e.seq, "entry \(e.seq) does not follow entry \(e.seq - 1) (an entry was inserted, deleted or edited)")
+            } else if hash(seq: e.seq, time: e.time, actor: e.actor, action: e.action, target: e.target, outcome: e.outcome,
+                            detail: e.detail, prevHash: e.prevHash) != e.hash {
+                first = (e.seq, "entry \(e.seq) was edited (its hash does not match)")
             }
             prev = e.hash
             expectedSeq += 1
         }
+        if let first { return AuditVerification(ok: false, entries: count, firstBadSeq: first.seq, problem: first.problem) }
         let head = try db.meta("audit_head")
-        let tail = all.last.map { "\($0.seq):\($0.hash)" }
+        let tail = last.map { "\($0.seq):\($0.hash)" }
         if head != tail {
             let headSeq = head.flatMap { Int64($0.split(separator: ":").first ?? "") } ?? 0
-            let lastSeq = all.last?.seq ?? 0
+            let lastSeq = last?.seq ?? 0
             if headSeq > lastSeq {
-                return AuditVerification(ok: false, entries: all.count, firstBadSeq: lastSeq + 1,
+                return AuditVerification(ok: false, entries: count, firstBadSeq: lastSeq + 1,
                                          problem: "entries \(lastSeq + 1) to \(headSeq) were deleted")
             }
             if headSeq < lastSeq {
-                return AuditVerification(ok: false, entries: all.count, firstBadSeq: headSeq + 1,
+                return AuditVerification(ok: false, entries: count, firstBadSeq: headSeq + 1,
                                          problem: "entries after \(headSeq) were appended outside the controller (inserted)")
             }
-            return AuditVerification(ok: false, entries: all.count, firstBadSeq: lastSeq, problem: "entry \(lastSeq) does not match the recorded head (edited)")
+            return AuditVerification(ok: false, entries: count, firstBadSeq: lastSeq, problem: "entry \(lastSeq) does not match the recorded head (edited)")
         }
-        return AuditVerification(ok: true, entries: all.count)
+        return AuditVerification(ok: true, entries: count)
     }
 
     /// Schema v2: adds the chain to a v1 audit table and hashes what is there.

@@ -20,14 +20,14 @@ package struct RegisterCSV: Sendable {
 
     package func export() throws -> String {
         var out = (RegisterCSV.importColumns + RegisterCSV.exportOnlyColumns).joined(separator: ",") + "\r\n"
-        for d in try register.list() {
+        try register.forEachPage { page in for d in page {
             let a = d.attributes ?? DeviceAttributes()
             var fields = [d.id, d.deviceClass, a.vendor ?? "", a.model ?? "", a.hardwareSerial ?? "", a.firmware ?? "", a.site ?? "", a.zone ?? "",
                           (a.tags ?? []).joined(separator: ";"), a.bootstrapMethod ?? ""]
             fields += OwnerRole.allCases.map { d.owners[$0.rawValue] ?? "" }
             fields += [d.state, d.serial ?? "", d.issuer ?? "", d.notAfter.map(String.init) ?? "", d.lastSeen.map(String.init) ?? ""]
             out += fields.map(RegisterCSV.quote).joined(separator: ",") + "\r\n"
-        }
+        } }
         return out
     }
 

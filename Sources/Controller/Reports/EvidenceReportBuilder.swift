@@ -18,28 +18,33 @@ package struct EvidenceReportBuilder: Sendable {
 
     package func build() throws -> EvidenceReport {
         let now = Int64(findings.clock().timeIntervalSince1970)
-        let all = try findings.findings()
-        let devices = try findings.register.list()
-        let live = devices.filter { $0.state == "active" || $0.state == "suspended" }
-        let (verification, exceptionCounts, timesToRevoke, rotationNote) = try findings.store.withConnection { db in
+        // Counts, not the devices themselves: the findings name the failing ones.
+        // These first, so what they read is released before the findings are made.
+        let (verification, exceptionCounts, timesToRevoke, rotationNote, counts) = try findings.store.withConnection { db in
             (try AuditChain.verify(db),
              try db.query("SELECT status, count(*) FROM exceptions GROUP BY status").map { "\($0[0].text ?? "") \($0[1].int ?? 0)" },
              try db.query("SELECT revocation_published_at - revoked_at FROM devices WHERE revocation_published_at IS NOT NULL").compactMap { $0[0].int },
-             try EvidenceReportBuilder.rotationEvidence(db))
+             try EvidenceReportBuilder.rotationEvidence(db),
+             try db.query("""
+                SELECT count(*), count(*) FILTER (WHERE state IN ('active', 'suspended')), count(*) FILTER (WHERE state IN ('retired', 'revoked')),
+                       count(*) FILTER (WHERE revoked_at IS NOT NULL) FROM devices
+                """).first.map { row in (0..<4).map { Int(row[$0].int ?? 0) } } ?? [0, 0, 0, 0])
         }
+        let (deviceCount, liveCount, retiredOrRevoked, everRevoked) = (counts[0], counts[1], counts[2], counts[3])
+        let all = try findings.findings()
         var controls: [ControlEvidence] = []
         for control in FleetFindings.controls {
             let failing = all.filter { $0.control == control.name }
-            var checked = live.count
+            var checked = liveCount
             var note = ""
             var status = failing.isEmpty ? "pass" : "fail"
             var failingDevices = Array(Set(failing.compactMap(\.device))).sorted()
             var owners = Array(Set(failing.map(\.owner))).sorted()
             switch control.name {
-            case "ownership_before_production", "unique_identity", "inventory": checked = devices.count
-            case "retirement_checks": checked = devices.filter { $0.state == "retired" || $0.state == "revoked" }.count
+            case "ownership_before_production", "unique_identity", "inventory": checked = deviceCount
+            case "retirement_checks": checked = retiredOrRevoked
             case "revocation_within_sla":
-                checked = devices.filter { $0.revokedAt != nil }.count
+                checked = everRevoked
                 if let worst = timesToRevoke.max() { note = "time from revocation to a published CRL: worst \(worst) s over \(timesToRevoke.count) revocation(s)" }
             case "rotation_on_lifecycle_events": note = rotationNote
             case "exceptions_approved_and_expiring":
@@ -64,7 +69,7 @@ package struct EvidenceReportBuilder: Sendable {
             controls.append(ControlEvidence(control: control.name, title: control.title, references: control.references, status: status,
                                             checked: checked, failing: failingDevices, owners: owners, note: note))
         }
-        return EvidenceReport(generatedAt: now, trustDomain: trustDomain, devices: devices.count, auditEntries: verification.entries,
+        return EvidenceReport(generatedAt: now, trustDomain: trustDomain, devices: deviceCount, auditEntries: verification.entries,
                               auditChainIntact: verification.ok, controls: controls)
     }
 

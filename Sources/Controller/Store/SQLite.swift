@@ -111,10 +111,19 @@ package final class SQLiteConnection: @unchecked Sendable {
     /// Runs a statement and returns every row.
     @discardableResult
     package func query(_ sql: String, _ params: [SQLValue] = []) throws -> [SQLRow] {
+        var rows: [SQLRow] = []
+        try forEachRow(sql, params) { rows.append($0) }
+        return rows
+    }
+
+    /// Runs a statement and hands `body` each row as it is read, for scans
+    /// whose rows need not be held together (a check over every certificate
+    /// of a 100,000-device register). `body` may run other statements on this
+    /// connection, but not this one.
+    package func forEachRow(_ sql: String, _ params: [SQLValue] = [], _ body: (SQLRow) throws -> Void) throws {
         let stmt = try prepared(sql)
         defer { sqlite3_reset(stmt) }
         try bind(stmt, params)
-        var rows: [SQLRow] = []
         while true {
             let rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { break }
@@ -134,9 +143,8 @@ package final class SQLiteConnection: @unchecked Sendable {
                 default: row.append(.null)
                 }
             }
-            rows.append(row)
+            try body(row)
         }
-        return rows
     }
 
     package var changes: Int { Int(sqlite3_changes(db)) }

@@ -76,7 +76,7 @@ package struct AdminResponse: Codable, Sendable {
 
     package init(result: any Encodable) {
         ok = true
-        self.result = Data(WireCodec.encode(result))
+        self.result = WireCodec.encodeData(result)
     }
 
     package init(error: WireError) {
@@ -265,9 +265,45 @@ package struct DeviceView: Codable, Sendable {
     }
 }
 
+/// `device.list`: one page of the register, in device-id order. Paging is by
+/// keyset (the last id of the page, inside an opaque cursor), not by offset:
+/// a page costs the same at the end of a 100,000-device register as at its
+/// start, and a walk over every page returns each device that existed for
+/// the whole walk exactly once, whatever is added or changed meanwhile
+/// (devices are never deleted; one added during the walk appears if its id
+/// sorts after the page being read).
+package struct DeviceListParams: Codable, Sendable, Equatable {
+    /// Devices per page, 1 ... `maxLimit`; `defaultLimit` when absent.
+    package var limit: Int?
+    /// The previous page's `nextCursor`; absent for the first page.
+    package var cursor: String?
+    /// Filters, applied before paging (a page holds `limit` matching devices).
+    package var state: String?
+    package var deviceClass: String?
+    package var site: String?
+
+    package static let defaultLimit = 1000
+    package static let maxLimit = 5000
+
+    package init(limit: Int? = nil, cursor: String? = nil, state: String? = nil, deviceClass: String? = nil, site: String? = nil) {
+        self.limit = limit
+        self.cursor = cursor
+        self.state = state
+        self.deviceClass = deviceClass
+        self.site = site
+    }
+}
+
 package struct DeviceListResult: Codable, Sendable {
     package var devices: [DeviceView]
-    package init(devices: [DeviceView]) { self.devices = devices }
+    /// Set when more devices may follow: pass it as `cursor` for the next page.
+    /// Absent on the last page (and from controllers older than paging, which
+    /// answered with the whole register).
+    package var nextCursor: String?
+    package init(devices: [DeviceView], nextCursor: String? = nil) {
+        self.devices = devices
+        self.nextCursor = nextCursor
+    }
 }
 
 package struct ControllerStatus: Codable, Sendable {

@@ -39,6 +39,16 @@ package struct AuditExport: Codable, Sendable {
     package init(entries: [AuditEntry]) { self.entries = entries }
 }
 
+extension AuditExport: LargeWireAnswer {
+    /// `{"entries":[...]}`, a slice of entries at a time (a 100,000-device register has more audit entries than devices).
+    package func wireEncoded() -> Data {
+        var out = Data(#"{"entries":"#.utf8)
+        WireCodec.appendArray(entries, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
 /// The result of recomputing the chain.
 package struct AuditVerification: Codable, Sendable, Equatable {
     package var ok: Bool

@@ -59,6 +59,16 @@ package struct FindingsResult: Codable, Sendable {
     }
 }
 
+extension FindingsResult: LargeWireAnswer {
+    /// `{"findings":[...],"generatedAt":N}`, as the sorted-keys encoder writes it, a slice of findings at a time.
+    package func wireEncoded() -> Data {
+        var out = Data(#"{"findings":"#.utf8)
+        WireCodec.appendArray(findings, to: &out)
+        out.append(contentsOf: Array(#","generatedAt":\#(generatedAt)}"#.utf8))
+        return out
+    }
+}
+
 /// One control of the evidence report.
 package struct ControlEvidence: Codable, Sendable, Equatable {
     package var control: String

@@ -148,13 +148,49 @@ package struct DeviceStateReport: Codable, Sendable, Equatable {
     }
 }
 
+/// An answer that can hold one entry per device (100,000 of them): encoded a
+/// slice of entries at a time, because JSONEncoder builds its whole value tree
+/// before writing a byte (the tree of 100,000 findings cost more memory than
+/// the findings themselves). The bytes are the same JSON as the type's
+/// Encodable conformance, which everything else (lanyardctl --json) uses.
+package protocol LargeWireAnswer: Encodable {
+    func wireEncoded() -> Data
+}
+
+extension WireCodec {
+    /// `[a,b,...]` encoded `slice` elements at a time, appended to `out`. The
+    /// buffer is sized from the first slice, so it is not regrown (a doubling
+    /// holds the old and the new buffer at once).
+    package static func appendArray<E: Encodable>(_ elements: [E], to out: inout Data, slice: Int = 1000) {
+        out.append(UInt8(ascii: "["))
+        var start = 0
+        while start < elements.count {
+            let end = min(start + slice, elements.count)
+            let bytes = encodeData(Array(elements[start..<end]))  // "[...]"
+            if start == 0 && end < elements.count {
+                out.reserveCapacity(out.count + bytes.count * (elements.count / (end - start) + 1) * 11 / 10)
+            }
+            if start > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(bytes.dropFirst().dropLast())
+            start = end
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+}
+
 /// JSON in and out of the wire, with the size limit applied before parsing.
 package enum WireCodec {
     package static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        Array(encodeData(value))
+    }
+
+    /// The JSON as Data (what `AdminResponse.result` holds), without a copy to [UInt8] and back.
+    package static func encodeData<T: Encodable>(_ value: T) -> Data {
+        if let large = value as? any LargeWireAnswer { return large.wireEncoded() }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding our own plain structs cannot fail.
-        return Array((try? encoder.encode(value)) ?? Data())
+        return (try? encoder.encode(value)) ?? Data()
     }
 
     package static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], limit: Int = maxMessageBytes) throws(WireError) -> T {

@@ -51,6 +51,8 @@ package struct WireError: Codable, Sendable, Equatable, Error, CustomStringConve
         package static let invalidRows: Code = "invalid_rows"
         /// A CA rotation needs the root CA's key (or a new issuing CA signed offline, placed in the PKI directory).
         package static let rootKeyOffline: Code = "root_key_offline"
+        /// A paging cursor (`device.list`) that this controller did not issue or cannot read: start again without one.
+        package static let invalidCursor: Code = "invalid_cursor"
         package static let `internal`: Code = "internal"
     }
 }
