@@ -20,8 +20,10 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // The controller's HTTPS admin API (TLS through GnuTLS).
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+        // glibc calls the Glibc module does not export (malloc_trim); headers only.
+        .systemLibrary(name: "CLinux"),
 
-        .target(name: "Shared", dependencies: ["COpenSSL", "CMosquitto"]),
+        .target(name: "Shared", dependencies: ["COpenSSL", "CMosquitto", "CLinux"]),
         .target(name: "Agent", dependencies: ["Shared"]),
         .target(name: "Controller", dependencies: ["Shared", "CSQLite", "CMicroHTTPD"]),
 

@@ -28,6 +28,7 @@ package final class EventLoopExecutor: MainExecutor, TaskExecutor, SchedulingExe
         var ready: [UnownedJob] = []
         var timers: [Timer] = []
         var stopped = false
+        var idle: (@Sendable () -> Void)?
     }
     private let state = Mutex(State())
     private let wakeRead: Int32
@@ -69,6 +70,14 @@ package final class EventLoopExecutor: MainExecutor, TaskExecutor, SchedulingExe
         wake()
     }
 
+    /// From any thread: run `body` once, on the loop, the next time it has
+    /// nothing to do, just before it sleeps. For work whose point is to be the
+    /// last thing before a long sleep (IdleMemory).
+    package func whenIdle(_ body: @escaping @Sendable () -> Void) {
+        state.withLock { $0.idle = body }
+        wake()
+    }
+
     private func wake() {
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)  // EAGAIN when the pipe is full: the loop is awake anyway
@@ -79,7 +88,7 @@ package final class EventLoopExecutor: MainExecutor, TaskExecutor, SchedulingExe
         let serial = asUnownedSerialExecutor()
         let task = asUnownedTaskExecutor()
         while true {
-            let (jobs, timeout, stopped) = state.withLock { s -> ([UnownedJob], Int32, Bool) in
+            let (jobs, timeout, stopped, idle) = state.withLock { s -> ([UnownedJob], Int32, Bool, (@Sendable () -> Void)?) in
                 let now = EventLoopExecutor.monotonicNanoseconds()
                 var jobs = s.ready
                 s.ready.removeAll(keepingCapacity: true)
@@ -94,9 +103,15 @@ package final class EventLoopExecutor: MainExecutor, TaskExecutor, SchedulingExe
                 } else if let next = s.timers.lazy.map(\.deadline).min() {
                     timeout = Int32(min((next - now) / 1_000_000 + 1, 3_600_000))  // ms, rounded up
                 }
-                return (jobs, timeout, s.stopped)
+                var idle: (@Sendable () -> Void)?
+                if jobs.isEmpty { swap(&idle, &s.idle) }
+                return (jobs, timeout, s.stopped, idle)
             }
             if stopped { return }
+            if let idle {
+                idle()
+                continue
+            }
             for job in jobs { job.runSynchronously(isolatedTo: serial, taskExecutor: task) }
             if jobs.isEmpty {
                 var descriptor = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)

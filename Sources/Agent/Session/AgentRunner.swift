@@ -49,6 +49,8 @@ package final class AgentRunner {
     var enrollmentHookPending = false
     /// A refused re-enrollment is not asked again before this (device clock).
     var reenrollNotBefore: Date?
+    /// Releases what the last connection's start-up left resident (IdleMemory).
+    var idleTrim: Task<Void, Never>?
 
     struct PendingRenewal {
         var request: RenewRequest
@@ -214,6 +216,7 @@ package final class AgentRunner {
             forward.cancel()
             stopWatch.cancel()
             timer?.cancel()
+            idleTrim?.cancel()
             continuation.finish()
         }
         let expired = isExpired(credential)
@@ -276,6 +279,7 @@ package final class AgentRunner {
             publishState(state.state)
             // A renewal that came due while offline goes now.
             if let deadline = renewalDeadline, deadline <= Date(), pending == nil { startRenewal(reason: "scheduled", campaign: nil) }
+            releaseIdleMemorySoon()
         case .connectionFailed(let why), .disconnected(let why):
             let deliberate = why == MQTTEvent.reconnectRequested
             log.log(deliberate ? .info : .warning, "broker connection lost", ["reason": why])
@@ -304,6 +308,19 @@ package final class AgentRunner {
         }
         return nil
     }
+
+    /// A few seconds after a connection (start-up, or the reconnect that
+    /// follows each renewal), once the handshake, subscriptions and state
+    /// report are done: unmap the code and tables only that burst touched.
+    func releaseIdleMemorySoon() {
+        idleTrim?.cancel()
+        idleTrim = Task { [log] in
+            do { try await Task.sleep(for: AgentRunner.idleTrimDelay) } catch { return }
+            log.debug("releasing start-up pages once the event loop is idle")
+            AgentExecutors.loop.whenIdle { IdleMemory.release() }
+        }
+    }
+    static let idleTrimDelay: Duration = .seconds(3)
 
     // MARK: renewal
 
