@@ -61,6 +61,42 @@ struct IssuanceFastPathTests {
         }
     }
 
+    @Test("a private key's public half and a certificate's key, made from the point without OpenSSL's encoder, are the bytes openssl computes, for P-256, P-384, RSA, Ed25519 and a compressed point")
+    func keyAndCertificateFingerprints() throws {
+        let dir = try CryptoTempDir()
+        defer { dir.remove() }
+        let cases: [(String, [String])] = [
+            ("p256", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+            ("p384", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
+            ("rsa2048", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+            ("ed25519", ["genpkey", "-algorithm", "ED25519"]),
+            ("p256c", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-conv_form", "compressed"]),
+        ]
+        for (name, args) in cases {
+            let made = try CryptoTools.openssl(args + ["-out", "\(name).key"], in: dir)
+            try #require(made.status == 0, "\(made.stderr)")
+            let cert = try CryptoTools.openssl(["req", "-x509", "-new", "-key", "\(name).key", "-subj", "/CN=\(name)", "-days", "1", "-out", "\(name).crt"], in: dir)
+            try #require(cert.status == 0, "\(cert.stderr)")
+            let der = try CryptoTools.run("/bin/sh", ["-c", "openssl pkey -in \(name).key -pubout -outform DER | sha256sum"], in: dir)
+            try #require(der.status == 0, "\(der.stderr)")
+            let expected = String(der.stdout.prefix(64))
+            let key = try PrivateKey(pem: try dir.read("\(name).key"))
+            let certificate = try Certificate(pem: try dir.read("\(name).crt"))
+            #expect(key.publicKey.fingerprint == expected, "\(name): private key's public half")
+            #expect(certificate.publicKey.fingerprint == expected, "\(name): certificate's key")
+            #expect(key.publicKey == certificate.publicKey, "\(name)")
+            // The decoded-and-re-encoded key agrees, and the certificate's signature verifies with the fast-path key.
+            #expect(try PublicKey(pem: key.publicKey.pem).spkiDER == key.publicKey.spkiDER, "\(name)")
+            #expect(certificate.isIssued(by: certificate), "\(name): self-signature verified with the certificate's key")
+        }
+        // Generated keys: the fast path gives what the encoder gives.
+        for _ in 0..<50 {
+            let key = try PrivateKey.generateP256()
+            #expect(try PublicKey(pem: key.publicKey.pem).spkiDER == key.publicKey.spkiDER)
+            #expect(key.publicKey.algorithm == .p256)
+        }
+    }
+
     @Test("a P-384 CSR key goes into the certificate unchanged (legacy copy on a shared curve group)")
     func p384Leaf() throws {
         let dir = try CryptoTempDir()

@@ -40,7 +40,10 @@ package final class Certificate: @unchecked Sendable, Equatable, Hashable, Custo
             throw CryptoError.openSSL("bad_certificate", "certificate is malformed or has an unusable key or validity")
         }
         do {
-            self.publicKey = try knownKey ?? PublicKey(borrowing: pkey)
+            // The SPKI as the certificate carries it: for a canonical
+            // P-256/P-384 key the bytes OpenSSL's encoder would produce, without it.
+            let carried = X509_get_X509_PUBKEY(x509).flatMap { spki in encodeDER({ i2d_X509_PUBKEY(spki, $0) }) }
+            self.publicKey = try knownKey ?? carried.flatMap { PublicKey(borrowing: pkey, canonicalSPKI: $0) } ?? PublicKey(borrowing: pkey)
         } catch {
             X509_free(x509)
             throw error

@@ -68,6 +68,14 @@ package final class PrivateKey: @unchecked Sendable {
 
     /// Takes ownership of `pkey` (freed if init throws).
     init(owning pkey: OpaquePointer) throws {
+        // P-256/P-384: the public half built from the key's point, without
+        // OpenSSL 3's encoder and decoder (a third of a simulated device's
+        // CPU per renewal went there: docs/benchmarks.md §12).
+        if let publicKey = PrivateKey.canonicalPublicKey(of: pkey) {
+            self.publicKey = publicKey
+            self.pkey = pkey
+            return
+        }
         guard let der = encodeDER({ i2d_PUBKEY(pkey, $0) }) else {
             EVP_PKEY_free(pkey)
             throw CryptoError.openSSL("bad_key", "cannot derive public key")
@@ -82,6 +90,33 @@ package final class PrivateKey: @unchecked Sendable {
     }
 
     deinit { EVP_PKEY_free(pkey) }
+
+    /// The public key of a P-256 or P-384 `pkey`, made from its uncompressed
+    /// point as `PublicKey(canonicalSPKI:)` makes it (which re-encodes it and
+    /// keeps it only if the bytes agree); nil for anything else.
+    private static func canonicalPublicKey(of pkey: OpaquePointer) -> PublicKey? {
+        guard EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC else { return nil }
+        let prefix: [UInt8]
+        switch KeyAlgorithm.of(pkey) {
+        case .p256: prefix = CanonicalSPKI.p256Prefix
+        case .p384: prefix = CanonicalSPKI.p384Prefix
+        default: return nil
+        }
+        // The prefix ends with the point's 0x04; the parameter starts with it.
+        var spki = [UInt8](prefix.dropLast())
+        let start = spki.count
+        spki.append(contentsOf: repeatElement(0, count: 97))
+        var length = 0
+        let read = spki.withUnsafeMutableBufferPointer { buffer in
+            EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, buffer.baseAddress! + start, 97, &length)
+        }
+        guard read == 1 else {
+            CryptoError.clearOpenSSLErrors()
+            return nil
+        }
+        spki.removeLast(97 - length)
+        return PublicKey(canonicalSPKI: spki)
+    }
 
     /// A new NIST P-256 key.
     package static func generateP256() throws -> PrivateKey {
