@@ -479,6 +479,10 @@ final class Shard: @unchecked Sendable {
                 // Mode B: no connection of its own to renew; report and carry on.
                 device.stage = .ready
                 publishState(device, "active")
+                if device.rotationToReport {
+                    device.rotationToReport = false
+                    state.eventLog?.note("rotated", device.id)
+                }
                 reachedReady(device)
             } else {
                 // Like the agent: the session continues on the new certificate.

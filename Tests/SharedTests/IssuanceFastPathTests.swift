@@ -3,7 +3,7 @@ import Testing
 
 import Shared
 
-/// The controller's per-certificate shortcuts (docs/benchmarks.md §10.9) must
+/// The controller's per-certificate shortcuts (docs/benchmarks.md §12.4) must
 /// not change a single byte of what it stores, hashes or sends.
 @Suite("Issuance fast paths: same bytes as the general code")
 struct IssuanceFastPathTests {

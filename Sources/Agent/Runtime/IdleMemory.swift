@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// Gives back what start-up and a TLS handshake left resident, once the agent
-/// goes idle (docs/benchmarks.md §10.8.1).
+/// goes idle (docs/benchmarks.md §12.5).
 ///
 /// Most of a freshly connected agent's resident set is not its data but
 /// read-only file pages touched once: the Swift runtime's and
