@@ -20,11 +20,20 @@ func cpuSeconds() -> Double {
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
-func measure(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double) {
+/// Voluntary and involuntary context switches of the whole process so far:
+/// how often the workers were put to sleep and woken (the group commit's hand-offs).
+func contextSwitches() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_nvcsw + usage.ru_nivcsw
+}
+
+func measure(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double, switches: Int) {
     let c0 = cpuSeconds()
+    let s0 = contextSwitches()
     let t0 = DispatchTime.now().uptimeNanoseconds
     try body()
-    return (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, cpuSeconds() - c0)
+    return (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, cpuSeconds() - c0, contextSwitches() - s0)
 }
 
 let args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["count", "json", "register", "register-db"], flagOptions: ["help"])
@@ -116,16 +125,18 @@ let machine = "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessI
 let boundRate = Double(count) / bound.wall
 let pathRate = Double(count) / path.wall
 let concurrentRate = Double(count) / concurrent.wall
-let rows: [(String, String, String, String)] = [
-    ("crypto bound: CSR verify + sign (1 core)", String(format: "%.0f/s", boundRate), String(format: "%.3f ms", bound.cpu * 1000 / Double(count)), "1.00"),
+func perCertificate(_ switches: Int) -> String { String(format: "%.2f", Double(switches) / Double(count)) }
+let rows: [(String, String, String, String, String)] = [
+    ("crypto bound: CSR verify + sign (1 core)", String(format: "%.0f/s", boundRate), String(format: "%.3f ms", bound.cpu * 1000 / Double(count)), "1.00",
+     perCertificate(bound.switches)),
     ("controller enroll path, SQLite (1 thread)", String(format: "%.0f/s", pathRate), String(format: "%.3f ms", path.cpu * 1000 / Double(count)),
-     String(format: "%.2f", pathRate / boundRate)),
+     String(format: "%.2f", pathRate / boundRate), perCertificate(path.switches)),
     ("controller enroll path, \(threads) threads, group commit (\(count) in \(commits) commits)", String(format: "%.0f/s", concurrentRate),
-     String(format: "%.3f ms", concurrent.cpu * 1000 / Double(count)), String(format: "%.2f", concurrentRate / boundRate)),
+     String(format: "%.3f ms", concurrent.cpu * 1000 / Double(count)), String(format: "%.2f", concurrentRate / boundRate), perCertificate(concurrent.switches)),
 ]
-print("\n| issuance (\(machine), \(count) certificates) | wall rate | CPU per certificate | ratio to bound |")
-print("|---|---|---|---|")
-for r in rows { print("| \(r.0) | \(r.1) | \(r.2) | \(r.3) |") }
+print("\n| issuance (\(machine), \(count) certificates) | wall rate | CPU per certificate | ratio to bound | context switches per certificate |")
+print("|---|---|---|---|---|")
+for r in rows { print("| \(r.0) | \(r.1) | \(r.2) | \(r.3) | \(r.4) |") }
 
 if let jsonPath = args.value("json") {
     let json: [String: Any] = [
@@ -134,6 +145,8 @@ if let jsonPath = args.value("json") {
         "enroll_path_per_second": pathRate, "enroll_path_cpu_ms": path.cpu * 1000 / Double(count), "ratio_to_bound": pathRate / boundRate,
         "enroll_path_concurrent_threads": threads, "enroll_path_concurrent_per_second": concurrentRate,
         "enroll_path_concurrent_cpu_ms": concurrent.cpu * 1000 / Double(count), "enroll_path_concurrent_commits": commits,
+        "enroll_path_context_switches_per_certificate": Double(path.switches) / Double(count),
+        "enroll_path_concurrent_context_switches_per_certificate": Double(concurrent.switches) / Double(count),
     ]
     try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: jsonPath))
 }

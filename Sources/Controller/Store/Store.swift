@@ -19,11 +19,16 @@ import Shared
 /// check made there never relies on a write that might still roll back.
 package final class Store: @unchecked Sendable {
     // `connection` is only used by the caller that holds `busy`; the batch
-    // fields below are only touched by that caller too. `settled`, `failures`,
-    // `busy` and `waiting` are guarded by `state`.
+    // fields below are only touched by that caller too. `busy`, `waiting` and
+    // `transactionCount` are guarded by `state`; `settled`, `failures` and
+    // `commitCount` by `commits`. Two conditions, so that handing the
+    // connection on wakes one queued caller, not every member waiting for its
+    // COMMIT as well (with 16 workers on 2 cores that herd of wake-ups cost
+    // about a sixth of the controller's CPU per certificate; benchmarks.md 12.4).
     private let connection: SQLiteConnection
     private let path: String
     private let state = NSCondition()
+    private let commits = NSCondition()
     private var busy = false
     private var waiting = 0
     private var batchOpen = false
@@ -59,7 +64,7 @@ package final class Store: @unchecked Sendable {
     private func release() {
         state.lock()
         busy = false
-        state.broadcast()
+        state.signal()
         state.unlock()
     }
 
@@ -120,16 +125,18 @@ package final class Store: @unchecked Sendable {
             // commit it. Wait for that COMMIT before answering.
             if case .success = result { batchWaiters += 1 }
             busy = false
-            state.broadcast()
+            state.signal()
+            state.unlock()
             if case .success = result {
-                while settled < mine { state.wait() }
+                commits.lock()
+                while settled < mine { commits.wait() }
                 if let failure = failures[mine] {
                     if failure.waiters <= 1 { failures[mine] = nil } else { failures[mine] = (failure.error, failure.waiters - 1) }
-                    state.unlock()
+                    commits.unlock()
                     throw failure.error
                 }
+                commits.unlock()
             }
-            state.unlock()
             return try result.get()
         }
         state.unlock()
@@ -161,19 +168,18 @@ package final class Store: @unchecked Sendable {
 
     /// Transactions run and COMMITs made by `transaction` since start (benchmarks).
     package var groupCommitCounts: (transactions: Int, commits: Int) {
-        state.lock()
-        defer { state.unlock() }
-        return (transactionCount, commitCount)
+        let transactions = state.withLock { transactionCount }
+        return (transactions, commits.withLock { commitCount })
     }
 
     private func settle(_ id: UInt64, _ failure: (any Error)?) {
-        state.lock()
+        commits.lock()
         commitCount += 1
         if let failure, batchWaiters > 0 { failures[id] = (failure, batchWaiters) }
         batchWaiters = 0
         settled = id
-        state.broadcast()
-        state.unlock()
+        commits.broadcast()
+        commits.unlock()
     }
 
     private struct BatchLost: Error { let error: any Error }
