@@ -105,6 +105,44 @@ static inline EVP_PKEY *lanyard_legacy_ec_public_key_on(const EC_GROUP *group, c
 }
 #pragma GCC diagnostic pop
 
+// ---- A CSR's self-signature checked on its legacy EC key (CertificateSigningRequest.verifySignature) ----
+// X509_REQ_verify_ex on a legacy EC key first exports the key to the default
+// provider (a new provider key, its curve group built from parameters) for
+// every request, then calls ECDSA_verify on that copy. This calls ECDSA_verify
+// on the legacy key directly, over the same bytes with the same digest:
+// `signed` is the request's CertificationRequestInfo as it was received (the
+// bytes X509_REQ_verify hashes). Returns 1 (verifies) or 0 (does not); -1 when
+// the request is not a plain ecdsa-with-SHA256/384 one (algorithm parameters
+// present, unused bits in the signature, not a legacy EC key), for which the
+// caller uses X509_REQ_verify_ex.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static inline int lanyard_X509_REQ_verify_legacy_ec(const X509_REQ *req, const EVP_PKEY *pkey, const unsigned char *signed_bytes, size_t signed_length,
+                                                    const EVP_MD *sha256, const EVP_MD *sha384) {
+    const ASN1_BIT_STRING *signature = NULL;
+    const X509_ALGOR *algorithm = NULL;
+    X509_REQ_get0_signature(req, &signature, &algorithm);
+    if (signature == NULL || algorithm == NULL) return -1;
+    const ASN1_OBJECT *oid = NULL;
+    int parameter_type = 0;
+    const void *parameter = NULL;
+    X509_ALGOR_get0(&oid, &parameter_type, &parameter, algorithm);
+    const EVP_MD *md;
+    switch (OBJ_obj2nid(oid)) {
+    case NID_ecdsa_with_SHA256: md = sha256; break;
+    case NID_ecdsa_with_SHA384: md = sha384; break;
+    default: return -1;
+    }
+    if (parameter_type != V_ASN1_UNDEF || (signature->flags & 0x07) != 0) return -1;
+    const EC_KEY *ec = EVP_PKEY_get0_EC_KEY(pkey);
+    if (ec == NULL) return -1;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_length = 0;
+    if (EVP_Digest(signed_bytes, signed_length, digest, &digest_length, md, NULL) != 1) return -1;
+    return ECDSA_verify(0, digest, (int)digest_length, ASN1_STRING_get0_data(signature), ASN1_STRING_length(signature), (EC_KEY *)ec) == 1 ? 1 : 0;
+}
+#pragma GCC diagnostic pop
+
 // ---- CSR parsing without OpenSSL 3's key decoder (Sources/Shared/Crypto/CertificateSigningRequest.swift) ----
 // d2i_X509_REQ decodes the request's public key through an OSSL_DECODER
 // chain built for every call (~1.4 million instructions, a third of issuing a

@@ -52,6 +52,14 @@ struct CryptoTempDir {
 
     func read(_ name: String) throws -> String { try String(contentsOfFile: path(name), encoding: .utf8) }
 
+    func readBytes(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: url.appendingPathComponent(name))) }
+
+    func write(_ name: String, bytes: [UInt8]) throws {
+        guard FileManager.default.createFile(atPath: path(name), contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+            throw CryptoError(code: "test_io", message: "cannot write \(path(name))")
+        }
+    }
+
     func remove() { try? FileManager.default.removeItem(at: url) }
 }
 

@@ -238,3 +238,63 @@ struct KeylessCSRParsingTests {
 
     private func pemArmour(_ der: [UInt8], _ label: String) -> String { PEMArmour.encode(der, label: label) }
 }
+
+@Suite("CSR signatures checked on the legacy EC key")
+struct LegacyECVerifyTests {
+    /// Requests from the openssl CLI: each curve with each digest it may be
+    /// signed with, and a SHA-512 one (not on the shortcut: OpenSSL checks it).
+    @Test("for P-256 and P-384 requests signed with SHA-256, SHA-384 and SHA-512, and for every single-bit change in the signature and the signed bytes, the shortcut agrees with X509_REQ_verify_ex and with openssl req -verify")
+    func agreesWithOpenSSL() throws {
+        let dir = try CryptoTempDir()
+        defer { dir.remove() }
+        for curve in ["P-256", "P-384"] {
+            let keyFile = "\(curve).key"
+            try #require(try CryptoTools.openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:\(curve)", "-out", keyFile], in: dir).status == 0)
+            for digest in ["sha256", "sha384", "sha512"] {
+                let name = "\(curve)-\(digest)"
+                let made = try CryptoTools.openssl(["req", "-new", "-key", keyFile, "-\(digest)", "-subj", "/CN=dev-\(name)", "-outform", "DER", "-out", "\(name).der"], in: dir)
+                try #require(made.status == 0, "\(made.stderr)")
+                let der = try dir.readBytes("\(name).der")
+                let csr = try CertificateSigningRequest(der: der)
+                let viaPEM = try CertificateSigningRequest(pem: PEMArmour.encode(der, label: "CERTIFICATE REQUEST"))
+                #expect(viaPEM.keyIsLegacyCanonicalEC, "\(name): the shortcut is not taken")
+                #expect(viaPEM.verifySignature(), "\(name)")
+                #expect(csr.verifySignatureWithOpenSSL(), "\(name)")
+                // Flip bits over the whole request; whatever still parses must get the same answer both ways.
+                var checked = 0, refused = 0
+                for index in stride(from: 4, to: der.count, by: 3) {
+                    var changed = der
+                    changed[index] ^= UInt8(1 << (index % 8))
+                    guard let parsed = try? CertificateSigningRequest(pem: PEMArmour.encode(changed, label: "CERTIFICATE REQUEST")) else { continue }
+                    checked += 1
+                    let fast = parsed.verifySignature()
+                    #expect(fast == parsed.verifySignatureWithOpenSSL(), "\(name): byte \(index)")
+                    if !fast { refused += 1 }
+                    if index % 30 == 1 {
+                        // The independent check: the CLI on the same changed bytes.
+                        try dir.write("changed.der", bytes: changed)
+                        // OpenSSL 3.0's `req -verify` exits 0 either way: "verify OK", or "verify failure" or an error.
+                        let cli = try CryptoTools.openssl(["req", "-in", "changed.der", "-inform", "DER", "-verify", "-noout"], in: dir)
+                        let said = cli.stdout + cli.stderr
+                        #expect(said.contains("verify OK") == fast, "\(name): byte \(index): openssl req -verify says \(said)")
+                    }
+                }
+                #expect(checked > 20 && refused > 10, "\(name): \(checked) parsed, \(refused) refused")
+            }
+        }
+    }
+
+    @Test("the signed part of a request is found only in a well-formed DER SEQUENCE")
+    func firstElement() throws {
+        let key = try PrivateKey.generateP256()
+        let made = try CertificateSigningRequest.make(commonName: "dev-seq", key: key)
+        let signed = try #require(DERSequence.firstElement(of: made.der))
+        #expect(signed.first == 0x30 && signed.count < made.der.count - 64)
+        #expect(DERSequence.firstElement(of: []) == nil)
+        #expect(DERSequence.firstElement(of: [0x30, 0x00]) == nil)
+        #expect(DERSequence.firstElement(of: Array(made.der.prefix(made.der.count / 2))) == nil)
+        #expect(DERSequence.firstElement(of: [0x30, 0x80, 0x30, 0x00, 0x00, 0x00]) == nil)  // indefinite length
+        #expect(DERSequence.firstElement(of: [0x30, 0x81, 0x05, 0x30, 0x03, 1, 2, 3]) == nil)  // long form for a short length
+        #expect(DERSequence.firstElement(of: [0x30, 0x04, 0x30, 0x05, 1, 2]) == nil)  // inner longer than outer
+    }
+}

@@ -129,10 +129,56 @@ package final class CertificateSigningRequest: @unchecked Sendable {
 
     /// Whether the CSR's self-signature verifies with its own public key.
     package func verifySignature() -> Bool {
-        // In the default library context, whichever context parsed the request (`parse`).
+        // A canonical P-256/P-384 key made from the request's own bytes (`parts(parsing:)`):
+        // ECDSA_verify on it directly, without OpenSSL 3 exporting it to a provider first.
+        if publicKey.isLegacyCanonicalEC, let signed = DERSequence.firstElement(of: der) {
+            let result = signed.withUnsafeBufferPointer {
+                lanyard_X509_REQ_verify_legacy_ec(request, publicKey.pkey, $0.baseAddress, $0.count, FetchedDigest.sha256, FetchedDigest.sha384)
+            }
+            if result >= 0 {
+                if result != 1 { CryptoError.clearOpenSSLErrors() }
+                return result == 1
+            }
+        }
+        return verifySignatureWithOpenSSL()
+    }
+
+    /// Whether `verifySignature` may take the legacy-key shortcut (a canonical P-256/P-384 key read from PEM).
+    package var keyIsLegacyCanonicalEC: Bool { publicKey.isLegacyCanonicalEC }
+
+    /// X509_REQ_verify_ex: every kind of key and signature algorithm. In the
+    /// default library context, whichever context parsed the request (`parse`).
+    package func verifySignatureWithOpenSSL() -> Bool {
         let result = X509_REQ_verify_ex(request, publicKey.pkey, nil, nil)
         if result != 1 { CryptoError.clearOpenSSLErrors() }
         return result == 1
+    }
+}
+
+/// The first element of a DER SEQUENCE, as its bytes: for a CSR, the
+/// CertificationRequestInfo its signature covers. nil for anything that is not
+/// a definite-length SEQUENCE holding a complete first element.
+package enum DERSequence {
+    package static func firstElement(of der: [UInt8]) -> ArraySlice<UInt8>? {
+        guard let outer = header(der, at: 0), der[0] == 0x30, outer.contentStart + outer.length <= der.count,
+            outer.length > 0, let inner = header(der, at: outer.contentStart)
+        else { return nil }
+        let end = inner.contentStart + inner.length
+        guard end <= outer.contentStart + outer.length else { return nil }
+        return der[outer.contentStart..<end]
+    }
+
+    /// The content's offset and length of the element starting at `offset` (one-byte tags only).
+    private static func header(_ der: [UInt8], at offset: Int) -> (contentStart: Int, length: Int)? {
+        guard offset + 2 <= der.count, der[offset] & 0x1F != 0x1F else { return nil }
+        let first = Int(der[offset + 1])
+        if first < 0x80 { return (offset + 2, first) }
+        let count = first & 0x7F
+        guard (1...4).contains(count), offset + 2 + count <= der.count, der[offset + 2] != 0 else { return nil }
+        var length = 0
+        for byte in der[(offset + 2)..<(offset + 2 + count)] { length = length << 8 | Int(byte) }
+        guard length >= 0x80 else { return nil }
+        return (offset + 2 + count, length)
     }
 }
 
@@ -159,6 +205,7 @@ func digest(for pkey: OpaquePointer) -> OpaquePointer? {
 /// lifetime) and are immutable, hence safe to share between threads.
 enum FetchedDigest {
     nonisolated(unsafe) static let sha256: OpaquePointer = fetch("SHA256")
+    nonisolated(unsafe) static let sha384: OpaquePointer = fetch("SHA384")
     nonisolated(unsafe) static let sha1: OpaquePointer = fetch("SHA1")
 
     private static func fetch(_ name: String) -> OpaquePointer {
