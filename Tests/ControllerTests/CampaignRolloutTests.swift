@@ -52,7 +52,7 @@ struct CampaignRolloutTests {
         rollout.rampEverySucceeded = 1
         #expect(rollout.ratePerMinute(succeeded: 0) == 1 && rollout.ratePerMinute(succeeded: 2) == 4 && rollout.ratePerMinute(succeeded: 3) == 5)
         let c = try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "ramp", selector: "class=sensor", rollout: rollout),
-                                     devices: f.register.list(), actor: "t")
+                                     register: f.register, actor: "t")
         _ = try campaigns.start(CampaignRef(id: c.id), actor: "t")
         var sentSoFar: [String] = []
         func step(_ expectedTotal: Int, _ note: String) throws {
@@ -82,7 +82,7 @@ struct CampaignRolloutTests {
         let campaigns = CampaignService(store: f.store, commands: f.commands, clock: f.clock.function, log: log, maxInFlight: 3)
         let rollout = CampaignRollout(maxPerMinute: CampaignRollout.unlimitedPerMinute, deviceTimeout: 600)
         let c = try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "window", selector: "class=sensor", rollout: rollout),
-                                     devices: f.register.list(), actor: "t")
+                                     register: f.register, actor: "t")
         _ = try campaigns.start(CampaignRef(id: c.id), actor: "t")
         campaigns.tick()
         #expect(rotateSends(f).count == 3, "the window's size at once")
@@ -107,7 +107,7 @@ struct CampaignRolloutTests {
         tooFast.maxPerMinute = CampaignRollout.unlimitedPerMinute + 1
         #expect(throws: WireError.self) {
             try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "x", selector: "class=sensor", rollout: tooFast),
-                                 devices: f.register.list(), actor: "t")
+                                 register: f.register, actor: "t")
         }
     }
 
@@ -121,7 +121,7 @@ struct CampaignRolloutTests {
         unknownType.abortFailureType = "rejected"
         for rollout in [partial, unknownType] {
             #expect(throws: WireError.self) {
-                try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "x", selector: "id=gw-v", rollout: rollout), devices: f.register.list(), actor: "t")
+                try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "x", selector: "id=gw-v", rollout: rollout), register: f.register, actor: "t")
             }
         }
     }
@@ -134,7 +134,7 @@ struct CampaignRolloutTests {
         var rollout = CampaignRollout(maxPerMinute: 100, abortFailurePercent: 50, abortMinExecuted: 2, deviceTimeout: 30)
         rollout.abortFailureType = "timed_out"
         let c = try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "abort", selector: "class=sensor", rollout: rollout),
-                                     devices: f.register.list(), actor: "t")
+                                     register: f.register, actor: "t")
         _ = try campaigns.start(CampaignRef(id: c.id), actor: "t")
         campaigns.tick()
         let view = try campaigns.status(CampaignRef(id: c.id))
@@ -160,7 +160,7 @@ struct CampaignRolloutTests {
         let campaigns = CampaignService(store: f.store, commands: f.commands, clock: f.clock.function, log: log)
         func matched(_ selector: String) throws -> Int {
             try campaigns.create(CampaignCreateParams(trigger: "manual", reason: "sel", selector: selector, rollout: CampaignRollout()),
-                                 devices: f.register.list(), actor: "t").total
+                                 register: f.register, actor: "t").total
         }
         #expect(try matched("id=gw-s1|gw-s3") == 2)
         #expect(try matched("id=gw-s1|gw-s3,class=sensor") == 2)

@@ -89,7 +89,7 @@ package struct AdminDispatcher: Sendable {
         case .deviceList: return try register.page(params(DeviceListParams.self))
         case .deviceShow: return try register.show(params(DeviceRef.self).id)
         case .deviceRevoke: return try revocation.revoke(params(RevokeParams.self), actor: who)
-        case .campaignCreate: return try campaignService().create(params(CampaignCreateParams.self), devices: register.list(), actor: who)
+        case .campaignCreate: return try campaignService().create(params(CampaignCreateParams.self), register: register, actor: who)
         case .campaignStart: return try campaignService().start(params(CampaignRef.self), actor: who)
         case .campaignPause: return try campaignService().pause(params(CampaignRef.self), actor: who)
         case .campaignResume: return try campaignService().resume(params(CampaignRef.self), actor: who)
@@ -102,7 +102,7 @@ package struct AdminDispatcher: Sendable {
         case .eventPost:
             guard let events else { throw WireError(.internal, "lifecycle events are not handled by this controller") }
             return try events.post(params(EventPostParams.self), actor: who)
-        case .deviceRevokeSelected: return try revocation.revokeSelected(params(RevokeSelectedParams.self), devices: register.list(), actor: who)
+        case .deviceRevokeSelected: return try revocation.revokeSelected(params(RevokeSelectedParams.self), register: register, actor: who)
         case .deviceUpdate: return try register.update(params(DeviceUpdateParams.self), actor: who)
         case .deviceTransition: return try register.transition(params(DeviceTransitionParams.self), actor: who)
         case .deviceTransfer: return try register.transfer(params(DeviceTransferParams.self), actor: who)

@@ -74,8 +74,12 @@ package final class AdminServer: @unchecked Sendable {
         // A large answer (findings or an export of a big register: tens of
         // MB of JSON) leaves glibc's heap grown; hand the freed pages back
         // once it is written and dropped.
+        // So does an operation that walked the whole register (a campaign, a
+        // bulk revocation or an event over a selector): its pages are freed, the
+        // heap they grew is not, and a campaign runs for minutes after it.
         var largeAnswer = false
-        defer { if largeAnswer { _ = glibcMallocTrim(0) } }
+        var walkedRegister = false
+        defer { if largeAnswer || walkedRegister { _ = glibcMallocTrim(0) } }
         defer { close(conn) }
         _ = fcntl(conn, F_SETFD, FD_CLOEXEC)
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
@@ -115,6 +119,7 @@ package final class AdminServer: @unchecked Sendable {
         }
         do {
             let request = try WireCodec.decode(AdminRequest.self, from: line, limit: UnixSocket.maxRequestBytes)
+            walkedRegister = AdminServer.walksRegister.contains(request.op)
             respond(handler(request, actor))
         } catch {
             respond(AdminResponse(error: error))
@@ -122,6 +127,8 @@ package final class AdminServer: @unchecked Sendable {
     }
 
     static let largeAnswerBytes = 1 << 20
+    /// Operations that select devices over the whole register (DeviceRegister.select).
+    static let walksRegister: Set<AdminOperation> = [.campaignCreate, .deviceRevokeSelected, .eventPost]
     /// A multiple of 3 bytes, so the slices' base64 joins into the base64 of the whole.
     static let base64Slice = 3 << 16
 

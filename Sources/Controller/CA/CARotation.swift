@@ -232,7 +232,7 @@ package final class CARotation: @unchecked Sendable {
                                           window: Int(max(r.bundleTimeout, 86400)))
             let created = try campaigns.create(CampaignCreateParams(trigger: "ca.rotated", reason: "CA rotation \(r.id): re-issue from CA \(r.to)",
                                                                     selector: "issuer=\(old)", rollout: rollout),
-                                               devices: register.list(), actor: "ca-rotation")
+                                               register: register, actor: "ca-rotation")
             _ = try campaigns.start(CampaignRef(id: created.id), actor: "ca-rotation")
             campaignID = created.id
         } catch let error as WireError where error.code == WireError.Code.badRequest.rawValue && error.message.contains("matches no device") {

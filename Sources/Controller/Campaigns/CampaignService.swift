@@ -49,7 +49,7 @@ package final class CampaignService: @unchecked Sendable {
 
     // MARK: operator calls
 
-    package func create(_ p: CampaignCreateParams, devices: [DeviceView], actor: String) throws -> CampaignView {
+    package func create(_ p: CampaignCreateParams, register: DeviceRegister, actor: String) throws -> CampaignView {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw WireError(.badRequest, message) } }
         let r = p.rollout
         try check(CampaignService.triggers.contains(p.trigger), "trigger must be one of \(CampaignService.triggers.sorted().joined(separator: ", "))")
@@ -70,7 +70,7 @@ package final class CampaignService: @unchecked Sendable {
             try check((1...100_000).contains(every), "rampEverySucceeded must be 1 to 100000")
         }
         let selector = try Selector(p.selector, keys: Selector.revocationKeys, maxTerms: 8)
-        let matched = devices.filter(selector.matches).sorted { $0.id < $1.id }
+        let matched = try register.select(selector)
         try check(!matched.isEmpty, "the selector \(p.selector) matches no device")
         try check((0...matched.count).contains(r.canary), "canary must be 0 to the \(matched.count) matched devices")
         let id = "cmp-" + String(makeRequestID().prefix(12))

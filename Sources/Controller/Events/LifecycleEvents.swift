@@ -63,7 +63,7 @@ package struct LifecycleEvents: Sendable {
         let why = ref.map { "\(reason) (\($0))" } ?? reason
         switch p.type {
         case "device.compromised":
-            let result = try revocation.revokeSelected(RevokeSelectedParams(selector: selector, reason: "keyCompromise"), devices: register.list(), actor: actor)
+            let result = try revocation.revokeSelected(RevokeSelectedParams(selector: selector, reason: "keyCompromise"), register: register, actor: actor)
             // Then re-enrollment where the class allows it: a new token (the old key is burnt), enrolled with a new key.
             var reapprovals: [ApprovalResult] = []
             for id in result.results.map(\.id) {
@@ -79,7 +79,7 @@ package struct LifecycleEvents: Sendable {
         default:
             let t = templates[p.type] ?? CampaignTemplate()
             var campaign = try campaigns.create(CampaignCreateParams(trigger: p.type, reason: why, selector: selector, rollout: t.rollout),
-                                                devices: register.list(), actor: actor)
+                                                register: register, actor: actor)
             if t.autoStart { campaign = try campaigns.start(CampaignRef(id: campaign.id, reason: "event \(p.type)"), actor: actor) }
             return EventResult(type: p.type, action: "campaign", campaign: campaign)
         }
@@ -88,7 +88,7 @@ package struct LifecycleEvents: Sendable {
     /// Wipe, revoke, retire, and record for each device whether the wipe was confirmed.
     private func retire(selector text: String, reason: String, type: String, actor: String) throws -> EventResult {
         let selector = try Selector(text, keys: Selector.revocationKeys, maxTerms: 8)
-        let devices = try register.list().filter(selector.matches)
+        let devices = try register.select(selector)
         guard !devices.isEmpty else { throw WireError(.notFound, "the selector \(text) matches no device") }
         // 1 — the signed retire command to every device that still has a credential.
         var sent: [String: String] = [:]
@@ -110,7 +110,7 @@ package struct LifecycleEvents: Sendable {
             if acknowledged.count < sent.count { Thread.sleep(forTimeInterval: 0.05) }
         }
         // 3 — revoke (whatever the agents did) and retire in the register.
-        let revocation = try revocation.revokeSelected(RevokeSelectedParams(selector: text, reason: "cessationOfOperation"), devices: devices, actor: actor)
+        let revocation = try revocation.revokeSelected(RevokeSelectedParams(selector: text, reason: "cessationOfOperation"), register: register, actor: actor)
         var checks: [RetirementCheck] = []
         for d in devices {
             var check = RetirementCheck(id: d.id, keyWipeAcknowledged: acknowledged.contains(d.id), retired: d.state == DeviceState.retired.rawValue)

@@ -74,3 +74,23 @@ struct Selector {
         return formatter.date(from: text).map { Int64($0.timeIntervalSince1970) }
     }
 }
+
+/// A device a selector picked: what campaigns, bulk revocation and retirement
+/// act on. Only this is kept of each match, not its whole view (owners,
+/// attributes, certificate), so selecting 100,000 devices holds a few MB.
+package struct SelectedDevice: Sendable, Equatable {
+    package let id: String
+    package let state: String
+}
+
+extension DeviceRegister {
+    /// The devices `selector` matches, in id order, read a page at a time
+    /// (`forEachPage`, one snapshot).
+    func select(_ selector: Selector) throws -> [SelectedDevice] {
+        var matched: [SelectedDevice] = []
+        try forEachPage { page in
+            for device in page where selector.matches(device) { matched.append(SelectedDevice(id: device.id, state: device.state)) }
+        }
+        return matched
+    }
+}

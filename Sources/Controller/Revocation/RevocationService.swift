@@ -34,10 +34,10 @@ package struct RevocationService: Sendable {
 
     /// Every device the selector matches (`vendor=acme`, `site=line-2,zone=ot`, …).
     /// Devices already revoked or retired are skipped and listed.
-    package func revokeSelected(_ params: RevokeSelectedParams, devices: [DeviceView], actor: String) throws -> RevokeSelectedResult {
+    package func revokeSelected(_ params: RevokeSelectedParams, register: DeviceRegister, actor: String) throws -> RevokeSelectedResult {
         let selector = try Selector(params.selector, keys: Selector.revocationKeys, maxTerms: 8)
         let reason = try RevocationService.reason(params.reason)
-        let matched = devices.filter(selector.matches)
+        let matched = try register.select(selector)
         let final: Set<String> = [DeviceState.revoked.rawValue, DeviceState.retired.rawValue]
         let skipped = matched.filter { final.contains($0.state) }.map(\.id)
         let targets = matched.filter { !final.contains($0.state) }.compactMap { DeviceID($0.id) }
