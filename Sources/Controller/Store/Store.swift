@@ -24,7 +24,7 @@ package final class Store: @unchecked Sendable {
     // `commitCount` by `commits`. Two conditions, so that handing the
     // connection on wakes one queued caller, not every member waiting for its
     // COMMIT as well (with 16 workers on 2 cores that herd of wake-ups cost
-    // about a sixth of the controller's CPU per certificate; benchmarks.md 12.4).
+    // about a sixth of the concurrent enroll path; docs/benchmarks.md 12.8).
     private let connection: SQLiteConnection
     private let path: String
     private let state = NSCondition()
