@@ -386,6 +386,15 @@ final class Shard: @unchecked Sendable {
         }
     }
 
+    /// After a rotation, the first state report carries the new serial: the
+    /// event the campaign benchmark times (on the new session in mode A, on
+    /// the shared connection in mode B).
+    private func noteRotationReported(_ device: VirtualDevice) {
+        guard device.rotationToReport else { return }
+        device.rotationToReport = false
+        state.eventLog?.note("rotated", device.id)
+    }
+
     private func subscribed(_ device: VirtualDevice) {
         releaseConnectSlot(device)
         device.consecutiveFailures = 0
@@ -393,10 +402,7 @@ final class Shard: @unchecked Sendable {
             // Like the agent: the state (with the serial in use) after every connect,
             // so after a rotation it reports the new certificate from the new session.
             publishState(device, "active")
-            if device.rotationToReport {
-                device.rotationToReport = false
-                state.eventLog?.note("rotated", device.id)
-            }
+            noteRotationReported(device)
         }
         if device.pending != nil {
             publishPending(device)
@@ -479,10 +485,7 @@ final class Shard: @unchecked Sendable {
                 // Mode B: no connection of its own to renew; report and carry on.
                 device.stage = .ready
                 publishState(device, "active")
-                if device.rotationToReport {
-                    device.rotationToReport = false
-                    state.eventLog?.note("rotated", device.id)
-                }
+                noteRotationReported(device)
                 reachedReady(device)
             } else {
                 // Like the agent: the session continues on the new certificate.

@@ -14,26 +14,23 @@ import Synchronization
 //        lanyard-bench --register N [--register-db FILE] [--json FILE]   (register scale: RegisterScale.swift;
 //                                                   --register-db builds it in a controller's database and keeps it)
 
-func cpuSeconds() -> Double {
+/// The whole process so far: CPU seconds (user + system), and voluntary plus
+/// involuntary context switches (how often the workers were put to sleep and
+/// woken: the group commit's hand-offs).
+func processUsage() -> (cpu: Double, switches: Int) {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-}
-
-/// Voluntary and involuntary context switches of the whole process so far:
-/// how often the workers were put to sleep and woken (the group commit's hand-offs).
-func contextSwitches() -> Int {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return usage.ru_nvcsw + usage.ru_nivcsw
+    let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    return (cpu, usage.ru_nvcsw + usage.ru_nivcsw)
 }
 
 func measure(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double, switches: Int) {
-    let c0 = cpuSeconds()
-    let s0 = contextSwitches()
+    let before = processUsage()
     let t0 = DispatchTime.now().uptimeNanoseconds
     try body()
-    return (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, cpuSeconds() - c0, contextSwitches() - s0)
+    let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    let after = processUsage()
+    return (wall, after.cpu - before.cpu, after.switches - before.switches)
 }
 
 let args = try Arguments(CommandLine.arguments.dropFirst(), valueOptions: ["count", "json", "register", "register-db"], flagOptions: ["help"])

@@ -110,7 +110,7 @@ package struct LifecycleEvents: Sendable {
             if acknowledged.count < sent.count { Thread.sleep(forTimeInterval: 0.05) }
         }
         // 3 — revoke (whatever the agents did) and retire in the register.
-        let revocation = try revocation.revokeSelected(RevokeSelectedParams(selector: text, reason: "cessationOfOperation"), register: register, actor: actor)
+        let revocation = try revocation.revokeSelected(RevokeSelectedParams(selector: text, reason: "cessationOfOperation"), selected: devices, actor: actor)
         var checks: [RetirementCheck] = []
         for d in devices {
             var check = RetirementCheck(id: d.id, keyWipeAcknowledged: acknowledged.contains(d.id), retired: d.state == DeviceState.retired.rawValue)

@@ -35,9 +35,20 @@ package struct RevocationService: Sendable {
     /// Every device the selector matches (`vendor=acme`, `site=line-2,zone=ot`, …).
     /// Devices already revoked or retired are skipped and listed.
     package func revokeSelected(_ params: RevokeSelectedParams, register: DeviceRegister, actor: String) throws -> RevokeSelectedResult {
+        try revokeSelected(params, actor: actor) { try register.select($0) }
+    }
+
+    /// The same for devices the caller has just selected with `params.selector`
+    /// (retirement: the devices it sent `retire` to), without walking the register again.
+    func revokeSelected(_ params: RevokeSelectedParams, selected: [SelectedDevice], actor: String) throws -> RevokeSelectedResult {
+        try revokeSelected(params, actor: actor) { _ in selected }
+    }
+
+    private func revokeSelected(_ params: RevokeSelectedParams, actor: String,
+                                select: (Selector) throws -> [SelectedDevice]) throws -> RevokeSelectedResult {
         let selector = try Selector(params.selector, keys: Selector.revocationKeys, maxTerms: 8)
         let reason = try RevocationService.reason(params.reason)
-        let matched = try register.select(selector)
+        let matched = try select(selector)
         let final: Set<String> = [DeviceState.revoked.rawValue, DeviceState.retired.rawValue]
         let skipped = matched.filter { final.contains($0.state) }.map(\.id)
         let targets = matched.filter { !final.contains($0.state) }.compactMap { DeviceID($0.id) }
